@@ -1,0 +1,1 @@
+"""Shipped ONNX networks and their manifest (data package: found by importlib.resources)."""
