@@ -1,0 +1,977 @@
+"""Read and write JPEG, PNG and TIFF as float32 arrays plus :class:`ImageMeta`.
+
+What a reader gives (the contract of ``docs/CONTRACTS.md``):
+
+- ``Image.pixels``: float32 (H, W, C), C = 1 (grey) or 3 (RGB), in display orientation (the
+  EXIF / TIFF orientation is applied and remembered in ``meta.orientation``). Integer files
+  are scaled to [0, 1] (8-bit / 255, 16-bit / 65535); float TIFF values are kept as stored
+  and may lie outside [0, 1]. Transfer function as stored (sRGB-encoded for ordinary files).
+- ``Image.alpha``: float32 (H, W) in [0, 1], unassociated (straight), or ``None``.
+
+Formats are recognised by content (magic bytes), never by extension. Decoding is done by
+Pillow (JPEG), imagecodecs' libpng (PNG, so 16-bit colour PNG keeps its 16 bits) and tifffile
+with imagecodecs (TIFF: 8/16-bit, float, any common compression).
+
+Choices made here:
+
+- CMYK (JPEG, TIFF) becomes RGB: through the embedded ICC profile when there is one (8-bit
+  data), else with the plain formula ``(1 - C)(1 - K)``; palette images become RGB(A). Both
+  leave a line in ``meta.notices`` for the command to print.
+- Multi-page TIFF and animated PNG are refused (:class:`UnsupportedFormatError`) rather than
+  reduced to their first frame: a batch should not silently drop pages. Reduced-resolution
+  pages (thumbnails) and transparency masks of a TIFF are ignored; a JPEG's extra MPF
+  pictures (camera previews) too.
+- Images over :data:`MAX_PIXELS` are refused before any pixel is decoded (decompression
+  bombs). Pillow's own limit is bypassed by opening files with the format's plugin class.
+- Truncated files are errors: Pillow's ``LOAD_TRUNCATED_IMAGES`` is never set, and a TIFF's
+  strips must lie inside the file.
+
+Metadata written back (see :mod:`nnip.core.metadata`): JPEG and PNG keep EXIF (dimensions
+updated, orientation 1, Software added), ICC and XMP; TIFF keeps ICC (tag 34675), XMP (700),
+Software, DateTime, Make, Model, Artist, HostComputer, Copyright, Orientation = 1,
+resolution, and the Exif and GPS sub-IFDs (not MakerNote / Interoperability, whose offsets
+would dangle). All formats keep the resolution (dpi).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Iterator
+
+import numpy as np
+
+from nnip import __version__
+from nnip.core import metadata
+from nnip.core.errors import (
+    ImageReadError,
+    InputError,
+    NnipError,
+    OutputError,
+    UnsupportedFormatError,
+)
+
+__all__ = [
+    "MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "FORMAT_EXTENSIONS",
+    "FORMATS",
+    "ImageMeta",
+    "Image",
+    "sniff_format",
+    "read_image",
+    "write_image",
+]
+
+#: Largest image (width x height) read: a guard against decompression bombs (a 1 GP RGB
+#: float32 image already needs 12 GB).
+MAX_PIXELS = 1_000_000_000
+
+#: Formats this module reads and writes.
+FORMATS = ("jpeg", "png", "tiff")
+
+#: Extensions (lower case, with the dot) that the CLI collects when given a directory.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff")
+
+#: The extension an output of each format gets.
+FORMAT_EXTENSIONS = MappingProxyType({"jpeg": ".jpg", "png": ".png", "tiff": ".tif"})
+
+_EXTENSION_FORMATS = MappingProxyType(
+    {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png", ".tif": "tiff", ".tiff": "tiff"}
+)
+_FORMAT_TITLES = MappingProxyType({"jpeg": "JPEG", "png": "PNG", "tiff": "TIFF"})
+_BITS_BY_FORMAT = MappingProxyType({"jpeg": (8,), "png": (8, 16), "tiff": (8, 16, 32)})
+_TIFF_COMPRESSION = MappingProxyType({"deflate": "zlib", "lzw": "lzw", "none": None})
+_HEAD_BYTES = 64
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"
+_INCH_PER_METRE = 39.37007874015748
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What a file says besides its pixels.
+
+    Attributes
+    ----------
+    format : ``'jpeg'``, ``'png'`` or ``'tiff'`` (from the content, not the extension).
+    bit_depth : 8, 16 or 32 (32 = float TIFF).
+    mode : ``'grey'`` or ``'rgb'`` (of the pixels as read, after any CMYK/palette conversion).
+    has_alpha : whether the file had an alpha channel.
+    exif : raw EXIF bytes with the ``Exif\\0\\0`` prefix (Pillow's ``info['exif']`` form).
+    icc : embedded ICC profile, or ``None`` (then sRGB is assumed).
+    xmp : XMP packet bytes, or ``None``.
+    orientation : the EXIF/TIFF orientation of the file (1..8); already applied to pixels.
+    dpi : (x, y) pixels per inch, or ``None``.
+    source : the path read from.
+    notices : short lines about conversions made on read, for the command to print.
+    """
+
+    format: str
+    bit_depth: int
+    mode: str
+    has_alpha: bool = False
+    exif: bytes | None = None
+    icc: bytes | None = None
+    xmp: bytes | None = None
+    orientation: int = 1
+    dpi: tuple[float, float] | None = None
+    source: Path | None = None
+    notices: tuple[str, ...] = ()
+
+
+@dataclass
+class Image:
+    """Pixels, alpha and metadata of one picture.
+
+    Attributes
+    ----------
+    pixels : np.ndarray
+        float32 (H, W, C), C = 1 or 3; [0, 1] nominal (float TIFF may exceed it);
+        transfer function as stored in the file (normally sRGB-encoded).
+    alpha : np.ndarray or None
+        float32 (H, W) in [0, 1], straight (not premultiplied).
+    meta : ImageMeta
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    meta: ImageMeta
+
+    def __post_init__(self) -> None:
+        if self.pixels.ndim != 3 or self.pixels.shape[2] not in (1, 3):
+            raise ValueError(f"pixels must be (H, W, 1|3), got {self.pixels.shape}")
+        if self.pixels.dtype != np.float32:
+            raise ValueError(f"pixels must be float32, got {self.pixels.dtype}")
+        if self.alpha is not None and self.alpha.shape != self.pixels.shape[:2]:
+            raise ValueError(f"alpha {self.alpha.shape} does not match pixels {self.pixels.shape}")
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+
+@dataclass
+class _Decoded:
+    """A reader's result before normalisation: samples (H, W, K), K = 1..4, alpha last."""
+
+    samples: np.ndarray
+    max_value: float  # what 1.0 is in the samples' units (1.0 for float data)
+    bit_depth: int
+    exif: bytes | None = None
+    icc: bytes | None = None
+    xmp: bytes | None = None
+    orientation: int = 1
+    dpi: tuple[float, float] | None = None
+    notices: list[str] = field(default_factory=list)
+    premultiplied: bool = False
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _check_input(path: Path) -> int:
+    """Size of ``path`` in bytes, after the checks that make it readable at all."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError("file not found") from None
+    except PermissionError:
+        raise InputError("permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot access the file ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError("is a directory, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        # A FIFO or device would block or never end; only regular files are images.
+        raise InputError("not a regular file")
+    if info.st_size == 0:
+        raise InputError("empty file (0 bytes)")
+    return int(info.st_size)
+
+
+def _read_head(path: Path) -> bytes:
+    _check_input(path)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(_HEAD_BYTES)
+    except PermissionError:
+        raise InputError("permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror})") from None
+
+
+def _format_of(head: bytes) -> str | None:
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(_PNG_SIGNATURE):
+        return "png"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") and not _describe_raw(head):
+        return "tiff"
+    return None
+
+
+def _describe(head: bytes) -> str:
+    """What a file that is not JPEG/PNG/TIFF looks like, for the error message."""
+    raw = _describe_raw(head)
+    if raw:
+        return f"a camera RAW file ({raw}): use nnip develop"
+    for magic, what in (
+        (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"),
+        (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"),
+        (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"), (b"8BPS", "a Photoshop PSD file"),
+        (b"\xff\x0a", "a JPEG XL image"), (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image"),
+    ):
+        if head.startswith(magic):
+            return what
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "an AVIF image"
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+            return "a HEIF/HEIC image"
+        return "a video or ISO media file"
+    return _describe_text(head) or "unknown binary data"
+
+
+def _describe_raw(head: bytes) -> str | None:
+    if head[4:12] == b"ftypcrx ":
+        return "Canon CR3"
+    if head[:4] in (b"II*\x00",) and head[8:10] == b"CR":
+        return "Canon CR2"
+    for magic, name in (
+        (b"II\x1a\x00\x00\x00HEAPCCDR", "Canon CRW"), (b"FUJIFILMCCD-RAW", "Fujifilm RAF"),
+        (b"IIRO", "Olympus ORF"), (b"IIRS", "Olympus ORF"), (b"MMOR", "Olympus ORF"),
+        (b"IIU\x00", "Panasonic RW2"), (b"\x00MRM", "Minolta MRW"), (b"FOVb", "Sigma X3F"),
+    ):
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"II*\x00" and head[8:12] == b"IIII":
+        return "Phase One IIQ"
+    return None
+
+
+def _describe_text(head: bytes) -> str | None:
+    text = None
+    for cut in range(4):  # the window may end inside a multi-byte UTF-8 character
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    if not text or any(ord(c) < 32 and c not in "\t\r\n\f" for c in text):
+        return None
+    lowered = text.lstrip("\ufeff \t\r\n").lower()
+    if lowered.startswith(("<!doctype html", "<html")):
+        return "looks like an HTML page"
+    if lowered.startswith("<svg") or (lowered.startswith("<?xml") and "<svg" in lowered):
+        return "an SVG drawing"
+    return "looks like text"
+
+
+def _unsupported_message(path: Path, head: bytes) -> str:
+    what = _describe(head)
+    claimed = _EXTENSION_FORMATS.get(path.suffix.lower())
+    if claimed:
+        return f"not a {_FORMAT_TITLES[claimed]} ({what})"
+    if _describe_raw(head):
+        return f"not an image file ({what})"
+    return f"not an image file ({what}); JPEG, PNG and TIFF are supported"
+
+
+def sniff_format(path: str | os.PathLike[str]) -> str:
+    """The format of ``path`` from its content: ``'jpeg'``, ``'png'`` or ``'tiff'``.
+
+    Raises
+    ------
+    InputError
+        Missing, a directory, not a regular file, unreadable, or empty.
+    UnsupportedFormatError
+        Any other content; the message says what it looks like ("not a JPEG (looks like
+        text)", "not an image file (a camera RAW file (Canon CR3): use nnip develop)").
+    """
+    path = Path(path)
+    head = _read_head(path)
+    fmt = _format_of(head)
+    if fmt is None:
+        raise UnsupportedFormatError(_unsupported_message(path, head))
+    return fmt
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> Image:
+    """Read a JPEG, PNG or TIFF file (recognised by content) as an :class:`Image`.
+
+    Parameters
+    ----------
+    path : the file.
+    max_pixels : refuse images with more pixels than this (before decoding them).
+
+    Returns
+    -------
+    Image
+        float32 pixels (H, W, 1|3) in display orientation, alpha (H, W) or ``None``, and
+        :class:`ImageMeta` (see the module docstring for scaling and conversions).
+
+    Raises
+    ------
+    InputError, UnsupportedFormatError, ImageReadError
+        Unusable path; not a supported format (or multi-page / animated / too large);
+        truncated or corrupt data.
+    """
+    path = Path(path)
+    fmt = sniff_format(path)
+    reader = {"jpeg": _read_jpeg, "png": _read_png, "tiff": _read_tiff}[fmt]
+    decoded = reader(path, max_pixels)
+    claimed = _EXTENSION_FORMATS.get(path.suffix.lower())
+    if claimed and claimed != fmt:
+        decoded.notices.append(
+            f"the file is a {_FORMAT_TITLES[fmt]}, not a {_FORMAT_TITLES[claimed]} as its name says"
+        )
+    return _to_image(decoded, fmt, path)
+
+
+def _to_image(decoded: _Decoded, fmt: str, path: Path) -> Image:
+    samples = metadata.apply_orientation(decoded.samples, decoded.orientation)
+    channels = samples.shape[2]
+    values = _to_float(samples, decoded.max_value)
+    has_alpha = channels in (2, 4)
+    colour = values[:, :, : channels - 1] if has_alpha else values
+    alpha = np.ascontiguousarray(values[:, :, -1]) if has_alpha else None
+    if alpha is not None and decoded.premultiplied:
+        colour = _unpremultiply(colour, alpha)
+    meta = ImageMeta(
+        format=fmt,
+        bit_depth=decoded.bit_depth,
+        mode="grey" if colour.shape[2] == 1 else "rgb",
+        has_alpha=has_alpha,
+        exif=decoded.exif,
+        icc=decoded.icc,
+        xmp=decoded.xmp,
+        orientation=decoded.orientation,
+        dpi=decoded.dpi,
+        source=path,
+        notices=tuple(decoded.notices),
+    )
+    return Image(pixels=np.ascontiguousarray(colour, dtype=np.float32), alpha=alpha, meta=meta)
+
+
+def _to_float(samples: np.ndarray, max_value: float) -> np.ndarray:
+    values = samples.astype(np.float32)
+    if max_value != 1.0:
+        values *= np.float32(1.0 / max_value)
+    return values
+
+
+def _unpremultiply(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Straight colour from premultiplied (associated) colour; 0 where alpha is 0."""
+    safe = np.where(alpha > 0, alpha, 1.0).astype(np.float32)[:, :, None]
+    return np.where(alpha[:, :, None] > 0, colour / safe, 0.0).astype(np.float32)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"invalid image size {width}x{height}")
+    if width * height > max_pixels:
+        raise UnsupportedFormatError(
+            f"image too large: {width}x{height} = {width * height / 1e6:g} megapixels "
+            f"(the limit is {max_pixels / 1e6:g})"
+        )
+
+
+@contextmanager
+def _decoding(kind: str, path: Path) -> Iterator[None]:
+    """Turn a decoder library's failure into :class:`ImageReadError` (one line, no path)."""
+    try:
+        yield
+    except (NnipError, MemoryError):
+        raise
+    except Exception as exc:  # the decoders raise many types (OSError, SyntaxError, ...)
+        reason = str(exc).replace(str(path), "the file").replace(path.name, "the file")
+        reason = reason.splitlines()[0][:160] if reason else type(exc).__name__
+        raise ImageReadError(f"corrupt or truncated {kind} ({reason})") from exc
+
+
+def _clean_dpi(value: object) -> tuple[float, float] | None:
+    try:
+        x, y = (float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not (np.isfinite(x) and np.isfinite(y) and x > 0 and y > 0):
+        return None
+    return (round(x, 2), round(y, 2))
+
+
+# JPEG -----------------------------------------------------------------------------------
+
+
+def _read_jpeg(path: Path, max_pixels: int) -> _Decoded:
+    from PIL import JpegImagePlugin
+
+    with open(path, "rb") as handle:
+        with _decoding("JPEG", path):
+            # The plugin class, not Image.open: our size limit replaces Pillow's, and a
+            # camera's MPF previews are not offered as extra frames.
+            picture = JpegImagePlugin.JpegImageFile(handle)
+        _check_pixels(picture.width, picture.height, max_pixels)
+        with _decoding("JPEG", path):
+            picture.load()
+        info = dict(picture.info)
+        exif = info.get("exif") or None
+        decoded = _Decoded(
+            samples=np.empty((0, 0, 1), np.uint8), max_value=255.0, bit_depth=8,
+            exif=exif, icc=info.get("icc_profile") or None, xmp=_as_bytes(info.get("xmp")),
+            orientation=metadata.read_orientation(exif), dpi=_clean_dpi(info.get("dpi")),
+        )
+        _jpeg_samples(picture, decoded)
+    return decoded
+
+
+def _jpeg_samples(picture: object, decoded: _Decoded) -> None:
+    mode = picture.mode  # type: ignore[attr-defined]
+    array = np.asarray(picture)
+    if mode == "L":
+        decoded.samples = array[:, :, None]
+    elif mode == "RGB":
+        decoded.samples = array
+    elif mode == "CMYK":
+        rgb, icc, notice = _cmyk_to_rgb(array, 255.0, decoded.icc)
+        decoded.samples, decoded.max_value, decoded.icc = rgb, 1.0, icc
+        decoded.notices.append(notice)
+    else:
+        raise UnsupportedFormatError(f"JPEG colour mode {mode} is not supported")
+
+
+def _as_bytes(value: object) -> bytes | None:
+    if not value:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)  # type: ignore[arg-type]
+
+
+def _cmyk_to_rgb(
+    cmyk: np.ndarray, max_value: float, icc: bytes | None
+) -> tuple[np.ndarray, bytes | None, str]:
+    """RGB float32 (H, W, 3) in [0, 1] from CMYK samples (0 = no ink), the output ICC, a notice.
+
+    8-bit data with an embedded CMYK profile goes through that profile to sRGB (the profile
+    the output then carries); otherwise the plain formula, untagged (sRGB assumed).
+    """
+    if icc and cmyk.dtype == np.uint8:
+        managed = _cmyk_icc_to_srgb(cmyk, icc)
+        if managed is not None:
+            return managed
+    ink = cmyk.astype(np.float32) / np.float32(max_value)
+    rgb = (1.0 - ink[:, :, :3]) * (1.0 - ink[:, :, 3:4])
+    return rgb.astype(np.float32), None, "converted CMYK to RGB (no colour profile: colours approximate)"
+
+
+def _cmyk_icc_to_srgb(cmyk: np.ndarray, icc: bytes) -> tuple[np.ndarray, bytes, str] | None:
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        picture = PILImage.fromarray(np.ascontiguousarray(cmyk), mode="CMYK")
+        rgb = ImageCms.profileToProfile(picture, source, srgb, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+    values = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+    return values, srgb.tobytes(), "converted CMYK to RGB through the embedded colour profile"
+
+
+# PNG ------------------------------------------------------------------------------------
+
+
+def _read_png(path: Path, max_pixels: int) -> _Decoded:
+    import imagecodecs
+
+    data = _read_all(path)
+    chunks, notices = _png_chunks(data)
+    width, height, depth, colour_type = struct.unpack(">IIBB", chunks[0][1][:10])
+    _check_pixels(width, height, max_pixels)
+    frames = _png_frame_count(chunks)
+    if frames > 1:
+        raise UnsupportedFormatError(f"animated PNG ({frames} frames) is not supported")
+    with _decoding("PNG", path):
+        samples = imagecodecs.png_decode(data)
+    if samples.ndim == 2:
+        samples = samples[:, :, None]
+    if colour_type == 3:
+        notices.append("converted palette PNG to RGB")
+    decoded = _Decoded(
+        samples=samples,
+        max_value=65535.0 if samples.dtype == np.uint16 else 255.0,
+        bit_depth=16 if depth == 16 else 8,
+        notices=notices,
+    )
+    _png_metadata(chunks, decoded)
+    return decoded
+
+
+def _read_all(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise InputError("permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror})") from None
+
+
+def _png_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], list[str]]:
+    """(type, payload) of each chunk, checked; notices for damage that spares the pixels."""
+    chunks: list[tuple[bytes, bytes]] = []
+    notices: list[str] = []
+    position = len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        end = position + 12 + length
+        if end > len(data):
+            raise ImageReadError(f"truncated PNG (the {kind.decode('latin-1')} chunk is cut short)")
+        payload = data[position + 8 : end - 4]
+        (crc,) = struct.unpack(">I", data[end - 4 : end])
+        if zlib.crc32(kind + payload) != crc:
+            if kind[:1].isupper():  # critical chunk: the pixels cannot be trusted
+                raise ImageReadError(f"corrupt PNG (checksum error in the {kind.decode('latin-1')} chunk)")
+            notices.append(f"ignored a damaged {kind.decode('latin-1')} chunk")
+        else:
+            chunks.append((kind, payload))
+        position = end
+        if kind == b"IEND":
+            break
+    if not chunks or chunks[0][0] != b"IHDR" or len(chunks[0][1]) != 13:
+        raise ImageReadError("corrupt PNG (no image header)")
+    if chunks[-1][0] != b"IEND":
+        raise ImageReadError("truncated PNG (no end marker)")
+    return chunks, notices
+
+
+def _png_frame_count(chunks: list[tuple[bytes, bytes]]) -> int:
+    for kind, payload in chunks:
+        if kind == b"acTL" and len(payload) >= 4:
+            return int(struct.unpack(">I", payload[:4])[0])
+    return 1
+
+
+def _png_metadata(chunks: list[tuple[bytes, bytes]], decoded: _Decoded) -> None:
+    for kind, payload in chunks:
+        if kind == b"iCCP":
+            decoded.icc = _png_icc(payload)
+        elif kind == b"eXIf" and payload:
+            decoded.exif = payload if payload.startswith(b"Exif") else b"Exif\x00\x00" + payload
+        elif kind == b"iTXt" and payload.startswith(_PNG_XMP_KEYWORD + b"\x00"):
+            decoded.xmp = _png_itxt_text(payload)
+        elif kind == b"pHYs" and len(payload) == 9 and payload[8] == 1:
+            x, y = struct.unpack(">II", payload[:8])
+            decoded.dpi = _clean_dpi((x / _INCH_PER_METRE, y / _INCH_PER_METRE))
+    decoded.orientation = metadata.read_orientation(decoded.exif)
+
+
+def _png_icc(payload: bytes) -> bytes | None:
+    name_end = payload.find(b"\x00")
+    try:
+        return zlib.decompress(payload[name_end + 2 :]) if name_end > 0 else None
+    except zlib.error:
+        return None
+
+
+def _png_itxt_text(payload: bytes) -> bytes | None:
+    """Text of an iTXt chunk: keyword\\0 flag method language\\0 translated\\0 text."""
+    rest = payload[len(_PNG_XMP_KEYWORD) + 1 :]
+    if len(rest) < 2:
+        return None
+    compressed, text = rest[0], rest[2:]
+    for _ in range(2):  # skip language tag and translated keyword
+        text = text[text.find(b"\x00") + 1 :]
+    try:
+        return zlib.decompress(text) if compressed else text
+    except zlib.error:
+        return None
+
+
+# TIFF -----------------------------------------------------------------------------------
+
+
+def _read_tiff(path: Path, max_pixels: int) -> _Decoded:
+    import tifffile
+
+    with _decoding("TIFF", path):
+        tif = tifffile.TiffFile(path)
+    with tif:
+        page = _tiff_main_page(tif, path)
+        _check_pixels(int(page.imagewidth), int(page.imagelength), max_pixels)
+        _check_tiff_extent(page, path.stat().st_size)
+        with _decoding("TIFF", path):
+            array = page.asarray()
+        decoded = _tiff_samples(page, array)
+        _tiff_metadata(tif, page, path, decoded)
+    return decoded
+
+
+def _tiff_main_page(tif: object, path: Path) -> object:
+    """The one full-resolution page; thumbnails and masks are skipped, several pages refused."""
+    with _decoding("TIFF", path):
+        first = tif.pages.first  # type: ignore[attr-defined]
+        raw = _tiff_raw_kind(first)
+        if raw:
+            raise UnsupportedFormatError(f"not an image file (a camera RAW file ({raw}): use nnip develop)")
+        full = []
+        for page in tif.pages:  # type: ignore[attr-defined]
+            if not int(getattr(page, "subfiletype", 0)) & 0b101:  # reduced image / mask bits
+                full.append(page)
+                if len(full) > 1:
+                    count = len(tif.pages)  # type: ignore[attr-defined]
+                    raise UnsupportedFormatError(
+                        f"multi-page TIFF ({count} pages) is not supported; split the pages first"
+                    )
+    if not full:
+        raise UnsupportedFormatError("TIFF holds only previews, no full-size image (a camera RAW file?)")
+    return full[0]
+
+
+def _tiff_raw_kind(page: object) -> str | None:
+    tags = page.tags  # type: ignore[attr-defined]
+    if 50706 in tags:  # DNGVersion
+        return "DNG"
+    photometric = int(page.photometric)  # type: ignore[attr-defined]
+    if photometric in (32803, 34892):  # CFA, LinearRaw
+        return "CFA data"
+    if int(getattr(page, "subfiletype", 0)) & 1 and 330 in tags and 271 in tags:
+        # A camera file whose first image is a preview with the raw data in SubIFDs (NEF, ARW...).
+        return str(tags[271].value).strip("\x00 ") or "unknown camera"
+    return None
+
+
+def _check_tiff_extent(page: object, file_size: int) -> None:
+    """Refuse strips or tiles that lie beyond the end of the file (tifffile would zero-fill)."""
+    offsets = page.dataoffsets  # type: ignore[attr-defined]
+    counts = page.databytecounts  # type: ignore[attr-defined]
+    for offset, count in zip(offsets, counts):
+        if count and offset + count > file_size:
+            raise ImageReadError(
+                f"truncated TIFF (image data runs {offset + count - file_size} bytes past the end)"
+            )
+
+
+def _tiff_samples(page: object, array: np.ndarray) -> _Decoded:
+    array = _tiff_to_yxs(page, array)
+    decoded = _tiff_dtype(page, array)
+    _tiff_photometric(page, decoded)
+    _tiff_extra_samples(page, decoded)
+    return decoded
+
+
+def _tiff_to_yxs(page: object, array: np.ndarray) -> np.ndarray:
+    axes = str(page.axes)  # type: ignore[attr-defined]
+    if axes == "YX":
+        return array[:, :, None]
+    if axes == "YXS":
+        return array
+    if axes == "SYX":
+        return np.moveaxis(array, 0, -1)
+    raise UnsupportedFormatError(f"TIFF with dimensions {axes} is not supported (only 2-D images)")
+
+
+def _tiff_dtype(page: object, array: np.ndarray) -> _Decoded:
+    if array.dtype.kind == "f":
+        return _Decoded(samples=array.astype(np.float32, copy=False), max_value=1.0, bit_depth=32)
+    bits = int(page.bitspersample)  # type: ignore[attr-defined]
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if array.dtype.kind != "u" or bits > 16:
+        raise UnsupportedFormatError(
+            f"TIFF with {bits}-bit {array.dtype} samples is not supported (8/16-bit or float)"
+        )
+    # 12-bit or 1-bit data arrive in uint16/uint8 with their own full scale.
+    return _Decoded(samples=array, max_value=float(2**bits - 1), bit_depth=8 if bits <= 8 else 16)
+
+
+def _tiff_photometric(page: object, decoded: _Decoded) -> None:
+    photometric = int(page.photometric)  # type: ignore[attr-defined]
+    samples = decoded.samples
+    if photometric == 0:  # MINISWHITE: 0 is white
+        inverted = decoded.max_value - samples[:, :, :1].astype(np.float32)
+        decoded.samples = np.concatenate(
+            [inverted, samples[:, :, 1:].astype(np.float32)], axis=2
+        ) if samples.shape[2] > 1 else inverted
+    elif photometric == 3:  # PALETTE
+        colormap = page.colormap  # type: ignore[attr-defined]
+        decoded.samples = np.moveaxis(colormap[:, samples[:, :, 0]], 0, -1)
+        decoded.max_value, decoded.bit_depth = 65535.0, 8
+        decoded.notices.append("converted palette TIFF to RGB")
+    elif photometric == 5:  # SEPARATED (CMYK)
+        _tiff_cmyk(page, decoded)
+    elif photometric == 6 and int(page.compression) not in (6, 7):  # type: ignore[attr-defined]
+        raise UnsupportedFormatError("uncompressed YCbCr TIFF is not supported")
+    elif photometric not in (1, 2, 6):  # MINISBLACK, RGB, YCbCr decoded to RGB by JPEG
+        raise UnsupportedFormatError(f"TIFF photometric interpretation {photometric} is not supported")
+
+
+def _tiff_cmyk(page: object, decoded: _Decoded) -> None:
+    if decoded.samples.shape[2] < 4:
+        raise UnsupportedFormatError("CMYK TIFF with fewer than 4 channels is not supported")
+    icc_tag = page.tags.get(34675)  # type: ignore[attr-defined]
+    icc = bytes(icc_tag.value) if icc_tag is not None else None
+    rgb, icc_out, notice = _cmyk_to_rgb(decoded.samples[:, :, :4], decoded.max_value, icc)
+    extra = decoded.samples[:, :, 4:].astype(np.float32) / np.float32(decoded.max_value)
+    decoded.samples = np.concatenate([rgb, extra], axis=2)
+    decoded.max_value = 1.0
+    decoded.icc = icc_out if icc else None
+    decoded.notices.append(notice)
+
+
+def _tiff_extra_samples(page: object, decoded: _Decoded) -> None:
+    """Keep colour plus one alpha channel; record whether alpha is premultiplied."""
+    samples = decoded.samples
+    colour = 1 if samples.shape[2] < 3 or int(page.photometric) in (0, 1) else 3  # type: ignore[attr-defined]
+    extras = [int(e) for e in getattr(page, "extrasamples", ())]
+    alpha_at = next((i for i, e in enumerate(extras) if e in (1, 2)), None)
+    keep = list(range(colour))
+    if alpha_at is not None and colour + alpha_at < samples.shape[2]:
+        keep.append(colour + alpha_at)
+        decoded.premultiplied = extras[alpha_at] == 1
+    dropped = samples.shape[2] - len(keep)
+    if dropped > 0:
+        decoded.notices.append(f"ignored {dropped} extra TIFF channel(s)")
+        decoded.samples = samples[:, :, keep]
+
+
+def _tiff_metadata(tif: object, page: object, path: Path, decoded: _Decoded) -> None:
+    tags = page.tags  # type: ignore[attr-defined]
+    if decoded.icc is None and 34675 in tags and int(page.photometric) != 5:  # type: ignore[attr-defined]
+        decoded.icc = bytes(tags[34675].value)
+    if 700 in tags:
+        decoded.xmp = _as_bytes(tags[700].value)
+    if 274 in tags:
+        decoded.orientation = int(tags[274].value) if 1 <= int(tags[274].value) <= 8 else 1
+    decoded.dpi = _tiff_dpi(tags)
+    if not tif.is_bigtiff:  # type: ignore[attr-defined]
+        with open(path, "rb") as handle:
+            decoded.exif = metadata.exif_from_tiff(handle, int(page.offset), tif.byteorder)  # type: ignore[attr-defined]
+
+
+def _tiff_dpi(tags: object) -> tuple[float, float] | None:
+    if 282 not in tags or 283 not in tags:  # type: ignore[operator]
+        return None
+    unit = int(tags[296].value) if 296 in tags else 2  # type: ignore[index,operator]
+    scale = {2: 1.0, 3: 2.54}.get(unit)
+    if scale is None:
+        return None
+    x, y = (_rational(tags[t].value) * scale for t in (282, 283))  # type: ignore[index]
+    return _clean_dpi((x, y))
+
+
+def _rational(value: object) -> float:
+    if isinstance(value, tuple) and len(value) == 2:
+        return value[0] / value[1] if value[1] else 0.0
+    return float(value)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    image: Image,
+    *,
+    format: str | None = None,
+    bits: int | None = None,
+    quality: int = 95,
+    compression: str = "deflate",
+    software: str | None = None,
+) -> None:
+    """Write ``image`` to exactly ``path`` as JPEG, PNG or TIFF, carrying its metadata.
+
+    Parameters
+    ----------
+    path : the file to write (the caller handles temporary names and renames).
+    image : pixels in [0, 1] (values outside are clipped for integer output; float TIFF
+        output is written unclipped).
+    format : ``'jpeg'``, ``'png'`` or ``'tiff'``; default from the extension of ``path``,
+        else ``image.meta.format``.
+    bits : 8, 16 or 32 (float TIFF); default ``image.meta.bit_depth`` where the format can
+        store it (JPEG is always 8, PNG at most 16).
+    quality : JPEG quality 1..100; at 90 and above chroma is not subsampled (4:4:4).
+    compression : TIFF compression, ``'deflate'``, ``'lzw'`` or ``'none'``.
+    software : Software tag; default ``"nnip <version>"``.
+
+    Raises
+    ------
+    OutputError
+        The format cannot store what is asked (16-bit JPEG, transparency in JPEG) or the
+        file cannot be written.
+    """
+    fmt = _output_format(Path(path), format, image.meta.format)
+    bits = _output_bits(fmt, bits, image.meta.bit_depth)
+    if compression not in _TIFF_COMPRESSION:
+        raise ValueError(f"compression must be one of {sorted(_TIFF_COMPRESSION)}, got {compression!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be 1..100, got {quality}")
+    samples = _to_samples(image, bits, drop_alpha=fmt == "jpeg")
+    software = software or f"nnip {__version__}"
+    meta = _output_meta(image, software)
+    try:
+        if fmt == "jpeg":
+            _write_jpeg(Path(path), samples, meta, quality)
+        elif fmt == "png":
+            _write_png(Path(path), samples, meta)
+        else:
+            _write_tiff(Path(path), samples, meta, compression, software)
+    except OSError as exc:
+        raise OutputError(f"cannot write the file ({exc.strerror or exc})") from None
+
+
+def _output_format(path: Path, format: str | None, source_format: str) -> str:
+    fmt = format or _EXTENSION_FORMATS.get(path.suffix.lower()) or source_format
+    fmt = {"jpg": "jpeg", "tif": "tiff"}.get(fmt.lower(), fmt.lower())
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    return fmt
+
+
+def _output_bits(fmt: str, bits: int | None, source_bits: int) -> int:
+    allowed = _BITS_BY_FORMAT[fmt]
+    if bits is None:
+        return source_bits if source_bits in allowed else max(b for b in allowed if b <= max(source_bits, 8))
+    if bits not in allowed:
+        kinds = ", ".join(str(b) for b in allowed)
+        raise OutputError(f"{_FORMAT_TITLES[fmt]} stores {kinds} bits per channel, not {bits}")
+    return bits
+
+
+def _to_samples(image: Image, bits: int, *, drop_alpha: bool) -> np.ndarray:
+    """(H, W, K) samples to store: colour then alpha; rounded and clipped unless float."""
+    planes = [image.pixels]
+    if image.alpha is not None:
+        if drop_alpha:
+            if float(np.min(image.alpha)) < 1.0 - 0.5 / 255:
+                raise OutputError("JPEG cannot store transparency; write PNG or TIFF instead")
+        else:
+            planes.append(image.alpha[:, :, None])
+    values = np.concatenate(planes, axis=2) if len(planes) > 1 else planes[0]
+    if bits == 32:
+        return np.ascontiguousarray(values, dtype=np.float32)
+    top = 255.0 if bits == 8 else 65535.0
+    scaled = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0) * np.float32(top)
+    return np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def _output_meta(image: Image, software: str) -> ImageMeta:
+    meta = image.meta
+    size = {"width": image.width, "height": image.height}
+    return replace(
+        meta,
+        exif=metadata.update_exif(meta.exif, software=software, **size),
+        xmp=metadata.update_xmp(meta.xmp, **size),
+        orientation=1,
+    )
+
+
+def _write_jpeg(path: Path, samples: np.ndarray, meta: ImageMeta, quality: int) -> None:
+    from PIL import Image as PILImage
+
+    picture = PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+    options: dict[str, object] = {
+        "quality": quality,
+        "subsampling": 0 if quality >= 90 else 2,  # 4:4:4 keeps colour edges at high quality
+        "optimize": True,
+    }
+    if meta.exif:
+        options["exif"] = meta.exif
+    if meta.icc:
+        options["icc_profile"] = meta.icc
+    if meta.xmp:
+        options["xmp"] = meta.xmp
+    if meta.dpi:
+        options["dpi"] = meta.dpi
+    picture.save(path, "JPEG", **options)
+
+
+def _write_png(path: Path, samples: np.ndarray, meta: ImageMeta) -> None:
+    import imagecodecs
+
+    pixels = samples[:, :, 0] if samples.shape[2] == 1 else samples
+    encoded = imagecodecs.png_encode(np.ascontiguousarray(pixels), level=6)
+    grey = samples.shape[2] in (1, 2)
+    path.write_bytes(_png_insert_chunks(encoded, _png_metadata_chunks(meta, grey)))
+
+
+def _png_metadata_chunks(meta: ImageMeta, grey: bool) -> list[tuple[bytes, bytes]]:
+    chunks = []
+    if meta.dpi:
+        x, y = (int(round(v * _INCH_PER_METRE)) for v in meta.dpi)
+        chunks.append((b"pHYs", struct.pack(">IIB", x, y, 1)))
+    # PNG allows only a profile of the image's own colour space (libpng drops others).
+    if meta.icc and meta.icc[16:20] == (b"GRAY" if grey else b"RGB "):
+        chunks.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(meta.icc)))
+    if meta.exif:
+        payload = meta.exif[6:] if meta.exif.startswith(b"Exif\x00\x00") else meta.exif
+        chunks.append((b"eXIf", payload))
+    if meta.xmp:
+        chunks.append((b"iTXt", _PNG_XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + meta.xmp))
+    return chunks
+
+
+def _png_insert_chunks(encoded: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """``encoded`` with ``chunks`` placed right after IHDR (before PLTE/IDAT, as iCCP must be)."""
+    after_ihdr = len(_PNG_SIGNATURE) + 8 + 13 + 4
+    extra = b"".join(
+        struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        for kind, payload in chunks
+    )
+    return encoded[:after_ihdr] + extra + encoded[after_ihdr:]
+
+
+def _write_tiff(
+    path: Path, samples: np.ndarray, meta: ImageMeta, compression: str, software: str
+) -> None:
+    import tifffile
+
+    extratags, exif_datetime = metadata.tiff_ifd0_tags(meta.exif)
+    bigtiff = samples.nbytes > 2**32 - 2**26  # tifffile's classic-TIFF limit, with room
+    extratags.append((metadata.TAG_ORIENTATION, "H", 1, 1, True))
+    if meta.xmp:
+        extratags.append((700, "B", len(meta.xmp), meta.xmp, True))
+    codec = _TIFF_COMPRESSION[compression]
+    has_alpha = samples.shape[2] in (2, 4)
+    colour = samples.shape[2] - (1 if has_alpha else 0)
+    tifffile.imwrite(
+        path,
+        samples if samples.shape[2] > 1 else samples[:, :, 0],
+        bigtiff=bigtiff,
+        photometric="rgb" if colour == 3 else "minisblack",
+        planarconfig="contig",
+        extrasamples=(2,) if has_alpha else None,  # 2: unassociated alpha
+        compression=codec,
+        predictor=codec is not None,
+        iccprofile=meta.icc,
+        resolution=meta.dpi,
+        resolutionunit="INCH" if meta.dpi else None,
+        software=software,
+        datetime=exif_datetime,
+        metadata=None,  # no tifffile JSON in ImageDescription
+        extratags=extratags,
+    )
+    metadata.append_tiff_sub_ifds(path, meta.exif)

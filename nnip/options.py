@@ -1,0 +1,459 @@
+"""The click layer shared by ``nnip`` and ``nnups``: every shared option defined once.
+
+Options are module-level decorators (rasterio's ``rio/options.py`` habit); callbacks
+validate and return typed values or raise :class:`click.BadParameter`, so command bodies
+get clean inputs. The few helpers both command bodies need (``--version``, the models
+table, turning library errors into exit codes, running a batch) live here too.
+
+=========================  =================================  ====================
+decorator                  flag                               used by
+=========================  =================================  ====================
+``inputs_arg``             ``INPUTS...``                      develop, upscale
+``output_dir_opt``         ``-o/--output-dir DIR``            develop, upscale
+``suffix_opt(default)``    ``--suffix TEXT``                  develop, upscale
+``format_opt(choices)``    ``--format``                       develop, upscale
+``bits_opt``               ``--bits 8|16``                    develop, upscale
+``overwrite_opt``          ``--overwrite``                    develop, upscale
+``skip_existing_opt``      ``--skip-existing``                develop, upscale
+``recursive_opt``          ``-r/--recursive``                 develop, upscale
+``device_opt``             ``--device``                       develop, upscale
+``threads_opt``            ``--threads N``                    develop, upscale
+``tile_opt``               ``--tile N``                       develop, upscale
+``jobs_opt``               ``-j/--jobs N``                    develop, upscale
+``json_opt``               ``--json``                         all commands
+``quiet_opt``              ``-q/--quiet``                     develop, upscale
+``verbose_opt``            ``-v/--verbose``                   develop, upscale
+``debug_opt``              ``--debug``                        develop, upscale
+``models_dir_opt``         ``--models-dir DIR``               all commands
+``version_opt(prog)``      ``--version``                      nnip, nnups groups
+=========================  =================================  ====================
+
+``batch_opts`` and ``engine_opts`` apply the usual groups of these at once.
+
+Exit codes: 0 ok, 1 a file (or the whole run) failed, 2 usage error, 130 interrupted.
+The core never imports this module (nor click).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, NoReturn, Sequence, TypeVar
+
+import click
+
+from nnip.core.batch import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    BatchOptions,
+    InputItem,
+    OutputNameError,
+    ProcessFn,
+    collect_inputs,
+    plan_outputs,
+    run_batch,
+)
+from nnip.core.engine import DEVICE_CHOICES
+from nnip.core.errors import NnipError
+from nnip.core.models import MODELS_DIR_ENV
+
+__all__ = [
+    "inputs_arg",
+    "output_dir_opt",
+    "suffix_opt",
+    "format_opt",
+    "bits_opt",
+    "overwrite_opt",
+    "skip_existing_opt",
+    "recursive_opt",
+    "device_opt",
+    "threads_opt",
+    "tile_opt",
+    "jobs_opt",
+    "json_opt",
+    "quiet_opt",
+    "verbose_opt",
+    "debug_opt",
+    "models_dir_opt",
+    "version_opt",
+    "batch_opts",
+    "engine_opts",
+    "CommandError",
+    "reporting_errors",
+    "batch_options",
+    "collect_and_check",
+    "execute_batch",
+    "show_models",
+    "version_text",
+    "run_main",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _exclusive_with(other: str, other_flag: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A flag callback refusing the flag together with ``other`` (whichever comes first)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value and ctx.params.get(other):
+            raise click.BadParameter(f"cannot be used together with {other_flag}", ctx, param)
+        return value
+
+    return callback
+
+
+def _check_suffix(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if any(sep in value for sep in ("/", "\\", "\0")):
+        raise click.BadParameter("must not contain '/', '\\' or NUL", ctx, param)
+    return value
+
+
+def _to_bits(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+# --------------------------------------------------------------------------- options
+
+inputs_arg = click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
+
+output_dir_opt = click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for the outputs (created if needed). Default: beside each input.",
+)
+
+
+def suffix_opt(default: str) -> Callable[[F], F]:
+    """``--suffix``: text added to each output's file name stem."""
+    return click.option(
+        "--suffix",
+        default=default,
+        show_default=True,
+        callback=_check_suffix,
+        help="Added to the input's name: {stem}{suffix}.{ext}. Empty only with -o "
+        "another directory.",
+    )
+
+
+def format_opt(choices: Sequence[str], default: str) -> Callable[[F], F]:
+    """``--format``: the output file format, from ``choices``."""
+    return click.option(
+        "--format",
+        "format_",
+        type=click.Choice(list(choices), case_sensitive=False),
+        default=default,
+        show_default=True,
+        help="Output file format.",
+    )
+
+
+bits_opt = click.option(
+    "--bits",
+    type=click.Choice(["8", "16"]),
+    default=None,
+    callback=_to_bits,
+    help="Bits per sample of the output. Default: the format's usual depth (or the input's).",
+)
+
+overwrite_opt = click.option(
+    "--overwrite",
+    is_flag=True,
+    callback=_exclusive_with("skip_existing", "--skip-existing"),
+    help="Replace existing outputs.",
+)
+
+skip_existing_opt = click.option(
+    "--skip-existing",
+    is_flag=True,
+    callback=_exclusive_with("overwrite", "--overwrite"),
+    help="Leave existing outputs alone (reported as skipped). Default: an existing output "
+    "is an error for that file.",
+)
+
+recursive_opt = click.option(
+    "-r", "--recursive", is_flag=True, help="Process the files inside directories given as inputs."
+)
+
+device_opt = click.option(
+    "--device",
+    type=click.Choice(list(DEVICE_CHOICES), case_sensitive=False),
+    default="auto",
+    show_default=True,
+    help="Where the networks run (auto picks the fastest available).",
+)
+
+threads_opt = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads per network run. Default: onnxruntime's choice.",
+)
+
+tile_opt = click.option(
+    "--tile",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Tile size in input pixels (smaller uses less memory). Default: automatic.",
+)
+
+jobs_opt = click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Files processed at the same time.",
+)
+
+json_opt = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON on stdout (one record per file)."
+)
+
+quiet_opt = click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    callback=_exclusive_with("verbose", "--verbose"),
+    help="No progress bar; only errors on stderr.",
+)
+
+verbose_opt = click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    callback=_exclusive_with("quiet", "--quiet"),
+    help="Say which device and models are used, and what each file became.",
+)
+
+debug_opt = click.option(
+    "--debug", is_flag=True, help="Show tracebacks of internal errors."
+)
+
+models_dir_opt = click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=MODELS_DIR_ENV,
+    show_envvar=True,
+    default=None,
+    help="Directory holding manifest.json and the ONNX models. Default: the installed models.",
+)
+
+
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+#: Naming, overwrite policy, parallelism and reporting of a batch command.
+batch_opts = _stack(
+    output_dir_opt,
+    overwrite_opt,
+    skip_existing_opt,
+    recursive_opt,
+    jobs_opt,
+    json_opt,
+    quiet_opt,
+    verbose_opt,
+    debug_opt,
+)
+
+#: Where and how the networks run.
+engine_opts = _stack(device_opt, threads_opt, tile_opt, models_dir_opt)
+
+
+# --------------------------------------------------------------------------- --version
+
+
+def version_text(prog: str) -> str:
+    """Three lines: the program's version, onnxruntime's (with providers), LibRaw's."""
+    from nnip import __version__
+
+    lines = [f"{prog} {__version__}"]
+    try:
+        import onnxruntime
+
+        providers = ", ".join(onnxruntime.get_available_providers())
+        lines.append(f"onnxruntime {onnxruntime.__version__} (providers: {providers})")
+    except ImportError:
+        lines.append("onnxruntime not installed")
+    try:
+        import rawpy
+
+        libraw = ".".join(str(v) for v in rawpy.libraw_version)
+        lines.append(f"LibRaw {libraw} (rawpy {rawpy.__version__})")
+    except ImportError:
+        lines.append("LibRaw not available (rawpy not installed)")
+    return "\n".join(lines)
+
+
+def version_opt(prog: str) -> Callable[[F], F]:
+    """``--version``: print :func:`version_text` and exit 0."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value and not ctx.resilient_parsing:
+            click.echo(version_text(prog))
+            ctx.exit(0)
+
+    return click.option(
+        "--version",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=callback,
+        help="Show versions (with onnxruntime providers and LibRaw) and exit.",
+    )
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class CommandError(click.ClickException):
+    """A problem with the whole run (no model, unavailable device): ``prog: message``, exit 1."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"{self.prog}: {self.format_message()}", file=file, err=file is None)
+
+
+@contextlib.contextmanager
+def reporting_errors(ctx: click.Context) -> Iterator[None]:
+    """Turn a library :class:`NnipError` raised outside the per-file loop into exit 1."""
+    try:
+        yield
+    except OutputNameError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    except NnipError as exc:
+        raise CommandError(str(exc), ctx.find_root().info_name or "nnip") from None
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def batch_options(params: dict[str, Any], *, suffix: str, ext: str | None) -> BatchOptions:
+    """:class:`BatchOptions` from a command's parameters (the names the decorators give)."""
+    return BatchOptions(
+        output_dir=params.get("output_dir"),
+        suffix=suffix,
+        ext=ext,
+        overwrite=bool(params.get("overwrite")),
+        skip_existing=bool(params.get("skip_existing")),
+        jobs=int(params.get("jobs") or 1),
+        json=bool(params.get("as_json")),
+        quiet=bool(params.get("quiet")),
+        verbose=bool(params.get("verbose")),
+        debug=bool(params.get("debug")),
+    )
+
+
+def collect_and_check(
+    ctx: click.Context,
+    inputs: Sequence[str],
+    options: BatchOptions,
+    *,
+    recursive: bool,
+    extensions: Sequence[str] | None,
+) -> list[InputItem]:
+    """The batch's inputs, after checking the output naming (usage error, exit 2).
+
+    Run it before loading any model, so a naming mistake is reported at once.
+    """
+    items = collect_inputs(inputs, recursive=recursive, extensions=extensions)
+    try:
+        plan_outputs(items, options)
+    except OutputNameError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    return items
+
+
+def execute_batch(
+    ctx: click.Context, items: Sequence[InputItem], process_fn: ProcessFn, options: BatchOptions
+) -> NoReturn:
+    """Run the batch and leave with its exit code (0 ok, 1 a file failed, 130 interrupted)."""
+    with reporting_errors(ctx):
+        result = run_batch(items, process_fn, options=options)
+    ctx.exit(result.exit_code)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in metrics.items()) or "-"
+
+
+def _params_text(params: int) -> str:
+    if params >= 1_000_000:
+        return f"{params / 1e6:.1f}M"
+    if params >= 1_000:
+        return f"{params / 1e3:.1f}k"
+    return str(params)
+
+
+def show_models(ctx: click.Context, models_dir: Path | None, task: str | None, as_json: bool) -> None:
+    """Print the manifest's models (those serving ``task``, or all) as a table or JSON."""
+    from nnip.core.models import Registry
+
+    with reporting_errors(ctx):
+        registry = Registry(models_dir)
+    specs = [s for s in registry if task is None or task in s.tasks]
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in specs], indent=2))
+        return
+    if not specs:
+        what = f"{task} models" if task else "models"
+        click.echo(f"no {what} installed in {registry.models_dir}", err=True)
+        return
+    header = ("name", "task", "version", "GFLOP/MP", "params", "metrics")
+    rows = [
+        (s.name, s.task, s.version, f"{s.gflop_per_mp:g}", _params_text(s.params), _metrics_text(dict(s.metrics)))
+        for s in specs
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
+    for row in (header, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_main(group: click.Group, prog: str, argv: Sequence[str] | None = None) -> NoReturn:
+    """The console-script entry point: usage errors exit 2, Ctrl-C 130, others as returned."""
+    try:
+        code = group.main(args=list(argv) if argv is not None else None, prog_name=prog,
+                          standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo(f"{prog}: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except NnipError as exc:
+        click.echo(f"{prog}: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except BrokenPipeError:
+        # `nnip models | head`: the reader left; stay silent as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,302 @@
+"""The generic training loop: time budget, cosine schedule, validation, resumable checkpoints.
+
+A run lives in one directory (``runs/<task>`` by default)::
+
+    last.pt        model + optimizer + step + schedule + config + provenance (resume from it)
+    best.pt        model weights with the best validation PSNR so far (export from it)
+    metrics.jsonl  one JSON record per validation
+
+The learning-rate schedule runs on training *time*, not steps, because a run is given
+minutes (CPU time is the scarce resource): linear warm-up over the first steps of a cycle,
+then cosine from ``lr`` down to ``lr * lr_min_ratio`` over the cycle's time budget. A
+resumed run continues an unfinished cycle; once a cycle has finished, ``--resume`` starts a
+new one at ``lr * restart_lr_ratio`` spanning the new ``--minutes`` (a warm restart).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from nnip.train.tasks import Task, TaskData
+
+__all__ = ["RunOptions", "Schedule", "train", "validate", "git_commit", "save_atomic"]
+
+log = logging.getLogger(__name__)
+
+LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.jsonl"
+_RESERVE_S = 20.0  # kept back from the budget for the final validation and save
+
+
+@dataclass
+class RunOptions:
+    """Everything a run needs besides the task and its config."""
+
+    out: Path
+    minutes: float
+    resume: bool = False
+    device: str = "cpu"
+    threads: int = 2
+    data_dirs: Sequence[Path] = ()
+    cache_dir: Path = Path("runs/cache/teachers")
+    command: str = ""
+    log_seconds: float = 30.0
+    max_steps: int | None = None  # for tests: stop after this many steps
+
+
+@dataclass
+class Schedule:
+    """One cosine cycle on training time (seconds); see the module docstring."""
+
+    peak: float
+    start_s: float
+    horizon_s: float
+    start_step: int
+    warmup_steps: int
+    min_ratio: float
+
+    def lr(self, step: int, train_s: float) -> float:
+        warm = min(1.0, (step - self.start_step + 1) / max(1, self.warmup_steps))
+        progress = self.progress(train_s)
+        cosine = self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.peak * warm * cosine
+
+    def progress(self, train_s: float) -> float:
+        return min(1.0, max(0.0, (train_s - self.start_s) / max(self.horizon_s, 1e-9)))
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _State:
+    step: int = 0
+    train_s: float = 0.0
+    best_psnr: float = -math.inf
+    schedule: Schedule | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the repository holding this package ('' when unknown)."""
+    repo = repo or Path(__file__).resolve().parents[2]
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary name, then rename: a killed run never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, task: Task, val: Sequence, device: torch.device) -> float:
+    """Mean of ``task.evaluate`` (dB) over the validation items, one image at a time."""
+    model.eval()
+    scores = []
+    for inputs, target in val:
+        tensors = [torch.from_numpy(np.ascontiguousarray(a))[None].to(device) for a in inputs]
+        prediction = model(*tensors)[0].float().cpu().numpy()
+        scores.append(task.evaluate(prediction, target))
+    model.train()
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _as_inputs(x: torch.Tensor | Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    items = [x] if isinstance(x, torch.Tensor) else list(x)
+    return [t.to(device, non_blocking=True) for t in items]
+
+
+def _worker_init(_: int) -> None:
+    # The worker is numpy-bound; one thread leaves the cores to the training process.
+    torch.set_num_threads(1)
+
+
+def _loader(data: TaskData) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        data.train,
+        batch_size=None,
+        num_workers=1,
+        prefetch_factor=4,
+        persistent_workers=True,
+        worker_init_fn=_worker_init,
+    )
+
+
+def _provenance(options: RunOptions, data: TaskData) -> dict[str, Any]:
+    return {
+        "data": [str(Path(d).resolve()) for d in options.data_dirs],
+        "data_description": data.description,
+        "command": options.command,
+        "commit": git_commit(),
+    }
+
+
+def _restore(options: RunOptions, model, optimizer, config: Mapping[str, Any]) -> _State:
+    state = _State()
+    path = options.out / LAST
+    if not options.resume:
+        return state
+    if not path.is_file():
+        log.warning("--resume: no %s yet, starting from scratch", path)
+        return state
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    state.step, state.train_s = int(checkpoint["step"]), float(checkpoint["train_s"])
+    state.best_psnr = float(checkpoint["best_psnr"])
+    state.schedule = Schedule(**checkpoint["schedule"])
+    state.history = list(checkpoint.get("history", []))
+    log.info("resumed %s at step %d (%.1f min trained)", path, state.step, state.train_s / 60)
+    return state
+
+
+def _new_cycle(state: _State, config: Mapping[str, Any], budget_s: float) -> Schedule:
+    """Continue an unfinished cycle, else start one (a warm restart after a finished one)."""
+    if state.schedule is not None and state.schedule.progress(state.train_s) < 1.0:
+        return state.schedule
+    peak = float(config["lr"])
+    if state.schedule is not None:
+        peak *= float(config.get("restart_lr_ratio", 0.5))
+    return Schedule(
+        peak=peak,
+        start_s=state.train_s,
+        horizon_s=budget_s,
+        start_step=state.step,
+        warmup_steps=int(config.get("warmup_steps", 0)),
+        min_ratio=float(config.get("lr_min_ratio", 0.01)),
+    )
+
+
+def _checkpoint(
+    options: RunOptions,
+    task: Task,
+    config: Mapping[str, Any],
+    model,
+    optimizer,
+    state: _State,
+    provenance: Mapping[str, Any],
+    data: TaskData,
+    device: torch.device,
+) -> float:
+    """Validate, append to metrics.jsonl, save last.pt (and best.pt when it improved)."""
+    psnr = validate(model, task, data.val, device)
+    improved = psnr > state.best_psnr
+    state.best_psnr = max(state.best_psnr, psnr)
+    record = {
+        "step": state.step,
+        "train_min": round(state.train_s / 60, 2),
+        "val_psnr_db": round(psnr, 4),
+        "best_psnr_db": round(state.best_psnr, 4),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    state.history.append(record)
+    with open(options.out / METRICS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    common = {"task": task.name, "config": dict(config), "step": state.step, "provenance": dict(provenance)}
+    if improved:
+        save_atomic({**common, "model": weights, "metrics": {"val_psnr_db": psnr}}, options.out / BEST)
+    save_atomic(
+        {
+            **common,
+            "model": weights,
+            "optimizer": optimizer.state_dict(),
+            "train_s": state.train_s,
+            "best_psnr": state.best_psnr,
+            "schedule": state.schedule.to_dict(),
+            "history": state.history,
+            "torch_rng": torch.get_rng_state(),
+        },
+        options.out / LAST,
+    )
+    log.info("step %d: val %.3f dB (best %.3f)%s", state.step, psnr, state.best_psnr,
+             " -> best.pt" if improved else "")
+    return psnr
+
+
+def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
+    """Train ``task`` for ``options.minutes`` of wall time; return the best checkpoint's path.
+
+    The budget starts now: data preparation (decoding teachers on a first run) counts.
+    """
+    started = time.monotonic()
+    deadline = started + options.minutes * 60.0
+    options.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(options.threads)
+    torch.manual_seed(int(config.get("seed", 0)))
+    device = torch.device(options.device)
+
+    model = task.build_model(config).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=float(config["lr"]), weight_decay=float(config.get("weight_decay", 0.0))
+    )
+    state = _restore(options, model, optimizer, config)
+    # A resumed run draws fresh patches: the stream's seed moves with the step.
+    data = task.build_data(config, options.data_dirs, options.cache_dir, int(config.get("seed", 0)) * 1_000_003 + state.step)
+    provenance = _provenance(options, data)
+    log.info("task %s (%s): %d parameters; %s", task.name, config.get("variant"),
+             sum(p.numel() for p in model.parameters()), data.description)
+
+    budget_s = max(1.0, deadline - time.monotonic() - _RESERVE_S)
+    state.schedule = _new_cycle(state, config, budget_s)
+    loss_fn = task.loss(config)
+    clip = float(config.get("clip", 0.0))
+    every_s = float(config.get("checkpoint_minutes", 3.0)) * 60.0
+
+    if state.step == 0:
+        log.info("step 0: val %.3f dB (untrained)", validate(model, task, data.val, device))
+    last_save = last_log = tick = time.monotonic()
+    window_loss, window_steps, window_norm = 0.0, 0, 0.0
+    for x, target in _loader(data):
+        now = time.monotonic()
+        if now >= deadline - _RESERVE_S or (options.max_steps is not None and state.step >= options.max_steps):
+            break
+        lr = state.schedule.lr(state.step, state.train_s)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        prediction = model(*_as_inputs(x, device))
+        loss = loss_fn(prediction, target.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip > 0 else math.inf)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {state.step}; lower lr")
+        optimizer.step()
+        state.step += 1
+        end = time.monotonic()
+        # Training time is wall time in the loop (data waits, validations), so the cosine
+        # cycle ends at the deadline.
+        state.train_s += end - tick
+        tick = end
+        window_loss, window_steps, window_norm = window_loss + loss.item(), window_steps + 1, window_norm + float(norm)
+        if end - last_log >= options.log_seconds:
+            log.info("step %d  loss %.5f  lr %.2e  grad %.3f  %.2f steps/s  %.1f min left",
+                     state.step, window_loss / window_steps, lr, window_norm / window_steps,
+                     window_steps / (end - last_log), (deadline - end) / 60)
+            window_loss, window_steps, window_norm, last_log = 0.0, 0, 0.0, end
+        if end - last_save >= every_s:
+            _checkpoint(options, task, config, model, optimizer, state, provenance, data, device)
+            last_save = time.monotonic()
+    _checkpoint(options, task, config, model, optimizer, state, provenance, data, device)
+    log.info("done: %d steps, %.1f min of training, best val %.3f dB", state.step,
+             state.train_s / 60, state.best_psnr)
+    return options.out / BEST

@@ -1,0 +1,120 @@
+"""Export pieces: ONNX parity, FLOPs counted from the graph, margin from the impulse response."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from torch import nn  # noqa: E402
+
+from nnip.core.models import Registry, TensorSpec  # noqa: E402
+from nnip.train.arch import SRNet, conv_macs_per_pixel  # noqa: E402
+from nnip.train.export import (  # noqa: E402
+    METADATA_KEY,
+    check_parity,
+    export_model,
+    onnx_gflop_per_mp,
+    onnx_margin,
+    to_onnx,
+)
+from nnip.train.tasks import ExportSpec  # noqa: E402
+
+RGB = dict(channels=3, layout="rgb", transfer="srgb")
+
+
+def _spec(scale: int, channels_in: int = 3, channels_out: int = 3) -> ExportSpec:
+    return ExportSpec(
+        task="upscale",
+        inputs=(TensorSpec(name="image", channels=channels_in, layout="rgb"),),
+        outputs=(TensorSpec(name="output", channels=channels_out, layout="rgb"),),
+        scale=scale,
+    )
+
+
+class _Stack(nn.Module):
+    """Known receptive field: 3x3 (radius 1) + 5x5 (radius 2) + 3x3 dilated 2 (radius 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(4, 4, 5, padding=2), nn.PReLU(4),
+            nn.Conv2d(4, 3, 3, padding=2, dilation=2),
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_margin_of_a_known_stack():
+    torch.manual_seed(0)
+    raw = to_onnx(_Stack().eval(), _spec(scale=1))
+    assert onnx_margin(raw, _spec(scale=1)) == 1 + 2 + 2
+
+
+def test_margin_of_srnet_counts_input_pixels_not_output_pixels():
+    torch.manual_seed(0)
+    net = SRNet(channels=8, blocks=2)
+    with torch.no_grad():  # a non-trivial tail so the impulse reaches the output
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    plain = net.plain()
+    raw = to_onnx(plain, _spec(scale=2))
+    assert onnx_margin(raw, _spec(scale=2)) == 4  # four 3x3 convs at input resolution
+
+
+def test_parity_and_flops_from_graph():
+    torch.manual_seed(0)
+    plain = SRNet(channels=16, blocks=3).plain()
+    raw = to_onnx(plain, _spec(scale=2))
+    assert check_parity(plain, raw, _spec(scale=2)) <= 1e-4
+    expected = 2 * conv_macs_per_pixel(plain) / 1e3
+    assert onnx_gflop_per_mp(raw) == pytest.approx(expected, rel=1e-9)
+
+
+def test_parity_failure_is_reported():
+    from nnip.train.export import ExportError
+
+    plain = SRNet(channels=4, blocks=1).plain()
+    raw = to_onnx(plain, _spec(scale=2))
+    with torch.no_grad():
+        plain.convs[0].bias.add_(1.0)  # torch side no longer matches the exported graph
+    with pytest.raises(ExportError, match="differs from torch"):
+        check_parity(plain, raw, _spec(scale=2))
+
+
+def test_export_model_writes_manifest_entry_and_metadata(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "format_version": 1,
+        "models": [{"name": "other", "task": "upscale", "file": "other.onnx", "sha256": "0" * 64,
+                    "inputs": [{"name": "image", "channels": 3, "layout": "rgb"}],
+                    "outputs": [{"name": "output", "channels": 3, "layout": "rgb"}]}],
+    }))
+    net = SRNet(channels=8, blocks=1)
+    spec = ExportSpec(task="upscale", inputs=(TensorSpec(name="image", **RGB),),
+                      outputs=(TensorSpec(name="output", **RGB),), scale=2)
+    first = export_model(net, spec, "upscale-test", tmp_path, metrics={"val_psnr_db": 30.0})
+    # Exporting again under the same name replaces the entry, other entries stay.
+    second = export_model(net, spec, "upscale-test", tmp_path, version="2")
+    registry = Registry(tmp_path)
+    assert sorted(registry.names()) == ["other", "upscale-test"]
+    loaded = registry.get("upscale-test")
+    assert loaded.version == "2" and loaded.sha256 == second.sha256
+    assert first.metrics["val_psnr_db"] == 30.0
+    assert loaded.scale == 2 and loaded.margin == 3
+    assert loaded.gflop_per_mp == pytest.approx(2 * conv_macs_per_pixel(net.plain()) / 1e3, rel=1e-3)
+    model = onnx.load(str(tmp_path / "upscale-test.onnx"))
+    assert model.opset_import[0].version >= 17
+    meta = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+    assert meta["name"] == "upscale-test" and meta["margin"] == 3 and "sha256" not in meta
+    # Dynamic height/width: the file runs on a size it was not exported with.
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "upscale-test.onnx"), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"image": np.random.rand(1, 3, 19, 23).astype(np.float32)})[0]
+    assert out.shape == (1, 3, 38, 46)
