@@ -356,10 +356,10 @@ def run_whole(
 
 
 def _impulse_reach(
-    run_fn: Callable, bases: list[np.ndarray], scale: int, y: int, x: int
+    run_fn: Callable, bases: list[np.ndarray], as_list: bool, scale: int, y: int, x: int
 ) -> int:
     """Largest input-pixel distance from (y, x) of an output pixel an impulse there moves."""
-    single = len(bases) == 1
+    single = not as_list
     before = np.asarray(run_fn(bases[0] if single else bases))
     kicked = [b.copy() for b in bases]
     for k in kicked:
@@ -397,7 +397,8 @@ def measure_margin(
     ----------
     run_fn : callable
         With an int ``channels``: ``ndarray (1, C, S, S) -> ndarray (1, C_out, S*scale,
-        S*scale)``. With a sequence: takes a list of such arrays, one per input.
+        S*scale)``. With a sequence (even of one): takes a list of such arrays, one per
+        input.
         For an onnxruntime session: ``lambda x: session.run(None, {"image": x})[0]``.
     channels : int or sequence of int
         Channels of the (each) input.
@@ -417,7 +418,8 @@ def measure_margin(
         The response still reaches the border of a ``max_size`` probe: a global
         operation (pooling over the image, attention, normalisation) or a huge field.
     """
-    counts = [channels] if isinstance(channels, int) else list(channels)
+    as_list = not isinstance(channels, int)
+    counts = list(channels) if as_list else [channels]
     rng = np.random.default_rng(seed)
     size = align_up(max(size, 3), align)
     while size <= max_size:
@@ -427,7 +429,9 @@ def measure_margin(
             bases = [rng.random((1, c, size, size), dtype=np.float32) for c in counts]
             for dy in range(align):
                 for dx in range(align):
-                    reach = max(reach, _impulse_reach(run_fn, bases, scale, centre + dy, centre + dx))
+                    reach = max(
+                        reach, _impulse_reach(run_fn, bases, as_list, scale, centre + dy, centre + dx)
+                    )
         # The impulse sits at most `centre + align - 1`; the nearest border is this far away.
         if reach < min(centre, size - centre - align):
             return reach

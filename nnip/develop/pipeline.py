@@ -78,7 +78,8 @@ STAGE_ORDER = (
 )
 
 #: Bits per sample each output format can hold (32 = float TIFF).
-FORMAT_BITS = {"tiff": (8, 16, 32), "png": (8, 16), "jpeg": (8,)}
+#: DNG output is reserved for the DNG writer (not wired in yet).
+FORMAT_BITS = {"tiff": (8, 16, 32), "png": (8, 16), "jpeg": (8,), "dng": (16,)}
 #: ``clip``: white-balanced camera values above 1 are clipped (saturated areas go neutral
 #: white); ``reconstruct``: brightness from the unclipped values, colour from the clipped
 #: ones (dcraw/LibRaw's highlight mode 2, "blend"), so -EV recovers highlight detail.
@@ -89,6 +90,7 @@ HIGHLIGHT_MODES = ("clip", "reconstruct")
 class DevelopOptions:
     """Everything that shapes a development; the CLI builds it from its options.
 
+    ``bits`` None means the format's usual depth (16 for TIFF and PNG, 8 for JPEG).
     ``wb`` is anything :func:`nnip.develop.colour.parse_white_balance` accepts
     (``camera``, ``auto``, ``daylight``, a preset, ``5500K`` or 5500, ``R,G,B``).
     ``denoise`` and ``lens`` accept ``nn`` but those stages are not built yet: they stay off
@@ -96,7 +98,7 @@ class DevelopOptions:
     """
 
     format: str = "tiff"
-    bits: int = 16
+    bits: int | None = None
     colorspace: str = "srgb"
     demosaic: str = "nn"
     wb: Any = "camera"
@@ -116,6 +118,8 @@ class DevelopOptions:
         object.__setattr__(self, "format", fmt)
         if fmt not in FORMAT_BITS:
             raise ValueError(f"format {self.format!r} is not one of {', '.join(FORMAT_BITS)}")
+        if self.bits is None:  # the format's usual depth: 16 where it fits, else 8
+            object.__setattr__(self, "bits", 16 if 16 in FORMAT_BITS[fmt] else 8)
         if self.bits not in FORMAT_BITS[fmt]:
             allowed = ", ".join(str(b) for b in FORMAT_BITS[fmt])
             raise ValueError(f"{fmt} holds {allowed} bits per sample, not {self.bits}")

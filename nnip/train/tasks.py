@@ -21,7 +21,6 @@ takes ``in_channels != out_channels`` (set ``anchor=False`` or give a skip of yo
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -54,8 +53,6 @@ __all__ = [
     "charbonnier",
     "psnr_y",
 ]
-
-log = logging.getLogger(__name__)
 
 #: A validation item: (model inputs as CHW float32 arrays, target CHW float32).
 ValItem = tuple[tuple[np.ndarray, ...], np.ndarray]

@@ -1,7 +1,7 @@
 """Fixtures for the core tests: seeded random data and small installed ONNX models.
 
 The graph builders live in ``tests/onnx_builders.py`` so tests of other packages can use
-them too (``from tests.onnx_builders import conv_net``).
+them too (``from onnx_builders import conv_net``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from nnip.core.models import Registry
-from tests.onnx_builders import BuiltNet, install
+
+# `tests/` is on sys.path through `pythonpath = ["tests"]` in pyproject's pytest options.
+from onnx_builders import BuiltNet, install
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from nnip.core.engine import (
 )
 from nnip.core.errors import ModelError, ModelIntegrityError, NnipError, ProviderError
 from nnip.core.tiling import align_up
-from tests.onnx_builders import conv_net
+from onnx_builders import conv_net
 
 TOL = 1e-4
 

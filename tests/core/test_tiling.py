@@ -23,7 +23,7 @@ from nnip.core.tiling import (
     run_tiled,
     run_whole,
 )
-from tests.onnx_builders import BuiltNet, batch_fn, conv_net, global_mean_net, session_of
+from onnx_builders import BuiltNet, batch_fn, conv_net, global_mean_net, session_of
 
 TOL = 1e-4
 
@@ -328,6 +328,11 @@ def test_measure_margin_finds_the_known_receptive_field(kwargs: dict) -> None:
 def test_measure_margin_with_conditioning_input_and_growing_probe() -> None:
     net = conv_net(cond_channels=2, layers=2)
     assert measure_margin(_single(net), [3, 2]) == net.margin == 2
+    seen: list[type] = []
+    plain = conv_net(layers=1)
+    run = _single(plain)
+    as_given = lambda x: (seen.append(type(x)), run(x))[1]
+    assert measure_margin(as_given, [3]) == 1 and set(seen) == {list}  # a sequence: a list
     deep = conv_net(1, 1, layers=10, kernel=7, width=4)  # radius 30: a 32 probe is too small
     assert measure_margin(_single(deep), 1, size=32) == deep.margin == 30
 
