@@ -92,6 +92,7 @@ _HEAD_BYTES = 64
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"
 _INCH_PER_METRE = 39.37007874015748
+_JPEG_SEGMENT_BYTES = 65533  # largest APP1 payload Pillow writes
 
 
 @dataclass(frozen=True)
@@ -769,7 +770,8 @@ def _tiff_metadata(tif: object, page: object, path: Path, decoded: _Decoded) -> 
     decoded.dpi = _tiff_dpi(tags)
     if not tif.is_bigtiff:  # type: ignore[attr-defined]
         with open(path, "rb") as handle:
-            decoded.exif = metadata.exif_from_tiff(handle, int(page.offset), tif.byteorder)  # type: ignore[attr-defined]
+            offset = int(page.offset)  # type: ignore[attr-defined]
+            decoded.exif = metadata.exif_from_tiff(handle, offset, tif.byteorder)  # type: ignore[attr-defined]
 
 
 def _tiff_dpi(tags: object) -> tuple[float, float] | None:
@@ -898,8 +900,9 @@ def _write_jpeg(path: Path, samples: np.ndarray, meta: ImageMeta, quality: int) 
         "subsampling": 0 if quality >= 90 else 2,  # 4:4:4 keeps colour edges at high quality
         "optimize": True,
     }
-    if meta.exif:
-        options["exif"] = meta.exif
+    exif = metadata.fit_exif(meta.exif, _JPEG_SEGMENT_BYTES)
+    if exif:
+        options["exif"] = exif
     if meta.icc:
         options["icc_profile"] = meta.icc
     if meta.xmp:

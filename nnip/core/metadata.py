@@ -41,6 +41,7 @@ __all__ = [
     "update_exif",
     "update_xmp",
     "camera_info",
+    "fit_exif",
     "exif_from_tiff",
     "tiff_ifd0_tags",
     "append_tiff_sub_ifds",
@@ -245,6 +246,23 @@ def _serialises(tag: int, value: Any, group: int) -> bool:
     return True
 
 
+def fit_exif(exif: bytes | None, limit: int) -> bytes | None:
+    """``exif`` if it fits in ``limit`` bytes, else without MakerNote, else ``None``.
+
+    A JPEG APP1 segment holds at most 65533 bytes; a large maker note is the usual excess.
+    """
+    if exif is None or len(exif) <= limit:
+        return exif
+    parsed = load_exif(exif)
+    sub = parsed.get_ifd(TAG_EXIF_IFD)
+    if TAG_MAKER_NOTE in sub:
+        parsed[TAG_EXIF_IFD] = {t: v for t, v in sub.items() if t != TAG_MAKER_NOTE}
+        smaller = _serialise(parsed)
+        if smaller is not None and len(smaller) <= limit:
+            return smaller
+    return None
+
+
 def update_xmp(xmp: bytes | None, *, width: int, height: int, orientation: int = 1) -> bytes | None:
     """XMP with ``tiff:Orientation`` and the pixel dimensions rewritten where present.
 
@@ -332,7 +350,7 @@ def exif_from_tiff(handle: IO[bytes], ifd0_offset: int, byteorder: str) -> bytes
     try:
         source.load_from_fp(handle, ifd0_offset)
         ifd0 = {t: source[t] for t in (*TIFF_IFD0_TAGS, TAG_DATETIME, TAG_SOFTWARE,
-                                         TAG_IMAGE_DESCRIPTION) if t in source}
+                                         TAG_IMAGE_DESCRIPTION, TAG_ORIENTATION) if t in source}
         subs = {t: source.get_ifd(t) for t in (TAG_EXIF_IFD, TAG_GPS_IFD) if t in source}
     except (SyntaxError, ValueError, struct.error, EOFError, OSError, KeyError):
         return None

@@ -104,7 +104,8 @@ def _check_inputs(mosaic: np.ndarray, pattern: str, black: np.ndarray, white_lev
     if black.size not in (1, 4):
         raise ValueError("black_level must be one value or four (CFA row-major order)")
     if not 0 < white_level <= 65535 or np.any(black < 0) or np.any(black >= white_level):
-        raise ValueError(f"need 0 <= black level < white level <= 65535, got {black.tolist()} / {white_level}")
+        levels = f"{black.tolist()} / {white_level}"
+        raise ValueError(f"need 0 <= black level < white level <= 65535, got {levels}")
 
 
 def _noise_profile_values(noise_profile: Sequence[float] | Sequence[Sequence[float]]) -> list[float]:

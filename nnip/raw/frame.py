@@ -239,6 +239,9 @@ def _read_with_rawpy(path: Path) -> RawFrame:
         pattern = bayer_letters(cfa, color_desc) if cfa is not None else ""
         iparams = _libraw_iparams(path, color_desc)
         dng = _read_dng_tags(path) if iparams.get("dng_version", 0) or _is_tiff(path) else {}
+        if dng.get("missing_data"):
+            # LibRaw does not notice short DNG strips and returns uninitialised memory.
+            raise RawDecodeError(f"truncated or stripped RAW file ({dng['missing_data']})")
         cam_from_xyz = dng.get("cam_from_xyz")
         if cam_from_xyz is None:
             cam_from_xyz = _matrix_or_none(raw.rgb_xyz_matrix[:3])
@@ -533,10 +536,12 @@ def _read_dng_tags(path: Path) -> dict:
             if 50706 not in ifd0.tags:  # DNGVersion
                 return {}
             tags = {code: tag.value for code, tag in ifd0.tags.items()}
-            raw_tags = _raw_ifd_tags(ifd0)
+            raw_page = _raw_ifd(ifd0)
+            raw_tags = {c: t.value for c, t in raw_page.tags.items()} if raw_page else {}
+            missing = _missing_data(raw_page, path.stat().st_size) if raw_page else ""
     except Exception:  # a damaged TIFF structure: LibRaw has already decided on the pixels
         return {}
-    found: dict = {}
+    found: dict = {"missing_data": missing} if missing else {}
     matrix = _dng_cam_from_xyz(tags)
     if matrix is not None:
         found["cam_from_xyz"] = matrix
@@ -547,14 +552,39 @@ def _read_dng_tags(path: Path) -> dict:
     return found
 
 
-def _raw_ifd_tags(ifd0) -> dict:
-    """Tags of the raw image's IFD (NewSubfileType 0), which may be a SubIFD of IFD 0."""
+def _raw_ifd(ifd0):
+    """The raw image's IFD (NewSubfileType 0), which may be a SubIFD of IFD 0; or None."""
     candidates = [ifd0] + list(getattr(ifd0, "pages", None) or [])
     for page in candidates:
         subfile = page.tags.get(254)
         if subfile is None or int(subfile.value) == 0:
-            return {code: tag.value for code, tag in page.tags.items()}
-    return {}
+            return page
+    return None
+
+
+def _missing_data(page, file_size: int) -> str:
+    """Why the raw IFD's pixel data cannot all be in the file, or ``""``."""
+    offsets, counts = page.dataoffsets, page.databytecounts
+    if not offsets:
+        return "no pixel data"
+    end = max(int(o) + int(c) for o, c in zip(offsets, counts))
+    if end > file_size:
+        return f"pixel data ends at byte {end}, the file has {file_size}"
+    stored = sum(int(c) for c in counts)
+    pixels = int(page.imagewidth) * int(page.imagelength)
+    if page.is_tiled:
+        across = -(-int(page.imagewidth) // int(page.tilewidth))
+        down = -(-int(page.imagelength) // int(page.tilelength))
+        if len(offsets) < across * down:
+            return f"{len(offsets)} tiles of pixel data for {across * down} needed"
+    if page.compression == 1 and not page.is_tiled:
+        bits = int(np.max(page.bitspersample)) * int(page.samplesperpixel)
+        needed = (page.imagewidth * bits + 7) // 8 * page.imagelength
+        if stored < needed:
+            return f"{stored} bytes of pixel data for {needed} needed"
+    elif stored * 8 < 0.01 * pixels:  # far below what any codec achieves on sensor data
+        return f"{stored} bytes of compressed pixel data for {pixels} pixels"
+    return ""
 
 
 def _rationals(value, count: int) -> np.ndarray | None:

@@ -29,13 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("clean", help="clean sRGB image (JPEG, PNG or TIFF)")
     parser.add_argument("out", help="DNG file to write")
     parser.add_argument("--iso", type=float, default=100.0, help="ISO setting (default 100)")
-    parser.add_argument("--fnumber", type=float, default=5.6, help="f-number: diffraction and EXIF (default 5.6)")
+    parser.add_argument("--fnumber", type=float, default=5.6,
+                        help="f-number: diffraction and EXIF (default 5.6)")
     parser.add_argument("--lens-blur", type=float, default=0.0, metavar="PX",
                         help="aberration blur at the frame corner, px (default 0)")
-    parser.add_argument("--no-optics", action="store_true", help="no lens at all (no diffraction, no blur)")
-    parser.add_argument("--olpf", type=float, default=0.0, metavar="PX", help="OLPF spot separation, px (default 0)")
-    parser.add_argument("--pattern", default="RGGB", type=str.upper, choices=PATTERNS, help="Bayer phase (default RGGB)")
-    parser.add_argument("--sensor", default="sony-a7rm2", choices=sorted(SENSORS), help="noise model (default sony-a7rm2)")
+    parser.add_argument("--no-optics", action="store_true",
+                        help="no lens at all (no diffraction, no blur)")
+    parser.add_argument("--olpf", type=float, default=0.0, metavar="PX",
+                        help="OLPF spot separation, px (default 0)")
+    parser.add_argument("--pattern", default="RGGB", type=str.upper, choices=PATTERNS,
+                        help="Bayer phase (default RGGB)")
+    parser.add_argument("--sensor", default="sony-a7rm2", choices=sorted(SENSORS),
+                        help="noise model (default sony-a7rm2)")
     parser.add_argument("--exposure", type=float, default=0.0, metavar="EV",
                         help="exposure in stops; 0 puts diffuse white at the white level (default 0)")
     parser.add_argument("--bits", type=int, default=14, choices=(12, 14), help="raw depth (default 14)")

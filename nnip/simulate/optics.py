@@ -255,7 +255,9 @@ def aberration_psf(
     across = -xx * s + yy * c
     fine = np.ones_like(along)
     if smax >= 1e-3:
-        fine = np.exp(-0.5 * (along / max(sigma_radial, 1e-3)) ** 2 - 0.5 * (across / max(sigma_tangential, 1e-3)) ** 2)
+        u = along / max(sigma_radial, 1e-3)
+        v = across / max(sigma_tangential, 1e-3)
+        fine = np.exp(-0.5 * (u * u + v * v))
     if defocus_radius >= 1e-3:
         disk = (np.hypot(yy, xx) <= defocus_radius).astype(np.float64)
         if disk.sum() == 0:  # radius below the sub-sample spacing: a point
@@ -303,7 +305,8 @@ def field_blur(image: np.ndarray, psfs: np.ndarray) -> np.ndarray:
     r = k // 2
     padded = np.pad(img, ((r, r), (r, r), (0, 0)), mode="reflect" if min(h, w) > r else "edge")
     if g == 1:
-        return signal.fftconvolve(padded, psfs[0, 0].astype(np.float32), mode="valid", axes=(0, 1)).astype(np.float32)
+        kernel = psfs[0, 0].astype(np.float32)
+        return signal.fftconvolve(padded, kernel, mode="valid", axes=(0, 1)).astype(np.float32)
     ys, xs = np.linspace(0, h - 1, g), np.linspace(0, w - 1, g)
     out = np.zeros_like(img)
     for i in range(g):
@@ -390,7 +393,8 @@ def _zone_psfs(params: LensParams, field: Field, height: int, width: int, zones:
         for j, x in enumerate(xs):
             rho = float(field.rho(y, x))
             sigma = params.aberration_px * rho**2
-            aber = aberration_psf(sigma, 0.5 * sigma, field.angle(y, x), params.defocus_px, 2 * aber_radius + 1)
+            angle = field.angle(y, x)
+            aber = aberration_psf(sigma, 0.5 * sigma, angle, params.defocus_px, 2 * aber_radius + 1)
             for c in range(3):
                 out[i, j, :, :, c] = signal.fftconvolve(diffraction[c], aber, mode="full")
     return out
@@ -434,9 +438,12 @@ def apply_lens(
             raise ValueError("LensParams.decenter_px > 0 needs an rng")
         offset = params.decenter_px * math.sqrt(rng.uniform())
         theta = rng.uniform(0.0, 2.0 * math.pi)
-        field = Field(field.cy + offset * math.sin(theta), field.cx + offset * math.cos(theta), field.r_corner)
+        cy, cx = field.cy + offset * math.sin(theta), field.cx + offset * math.cos(theta)
+        field = Field(cy, cx, field.r_corner)
     if params.ca_red_px or params.ca_blue_px:
-        img = lateral_ca(img, 1.0 + params.ca_red_px / field.r_corner, 1.0 + params.ca_blue_px / field.r_corner, field)
+        scale_r = 1.0 + params.ca_red_px / field.r_corner
+        scale_b = 1.0 + params.ca_blue_px / field.r_corner
+        img = lateral_ca(img, scale_r, scale_b, field)
     img = field_blur(img, _zone_psfs(params, field, h, w, zones))
     return vignetting(img, params.vignetting_ev, field)
 

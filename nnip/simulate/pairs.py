@@ -24,7 +24,6 @@ the target stays free of them.
 from __future__ import annotations
 
 import io
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from scipy import ndimage
 from nnip.simulate.color import (
     D65_XY,
     camera_matrices,
-    camera_neutral,
     illuminant_wb,
     linear_to_srgb,
     random_camera_matrix,
@@ -46,7 +44,6 @@ from nnip.simulate.color import (
 from nnip.simulate.optics import Field, LensParams, apply_lens
 from nnip.simulate.sensor import (
     SENSORS,
-    NoiseModel,
     add_noise,
     check_pattern,
     mosaic_bayer,
@@ -119,7 +116,9 @@ def _correlated_noise(shape: tuple[int, ...], sigma_px: float, rng: np.random.Ge
     return noise
 
 
-def _camera_look(hr: np.ndarray, rng: np.random.Generator, noise_prob: float, sharpen_prob: float) -> np.ndarray:
+def _camera_look(
+    hr: np.ndarray, rng: np.random.Generator, noise_prob: float, sharpen_prob: float
+) -> np.ndarray:
     """Camera-JPEG-like sharpening and noise at LR scale, applied to the HR target (sRGB)."""
     out = hr.astype(np.float64)
     if rng.uniform() < sharpen_prob:  # unsharp mask, LR radius 0.5..1 px = HR 1..2 px
@@ -135,7 +134,9 @@ def _camera_look(hr: np.ndarray, rng: np.random.Generator, noise_prob: float, sh
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def _sensor_downscale(hr: np.ndarray, rng: np.random.Generator, olpf_range: tuple[float, float]) -> np.ndarray:
+def _sensor_downscale(
+    hr: np.ndarray, rng: np.random.Generator, olpf_range: tuple[float, float]
+) -> np.ndarray:
     """LR as a sensor with pixels twice as large sees it: OLPF, 2x2 integration, linear light."""
     linear = olpf(srgb_to_linear(hr), rng.uniform(*olpf_range))
     return linear_to_srgb(np.clip(pixel_integrate(linear, 2), 0.0, None))
@@ -341,7 +342,8 @@ def _write_truth(path: Path, truth: np.ndarray) -> None:
     """Float32 RGB TIFF through the project's image writer."""
     from nnip.core.imageio import Image, ImageMeta, write_image
 
-    write_image(path, Image(truth, None, ImageMeta(format="tiff", bit_depth=32, mode="rgb")), format="tiff", bits=32)
+    image = Image(truth, None, ImageMeta(format="tiff", bit_depth=32, mode="rgb"))
+    write_image(path, image, format="tiff", bits=32)
 
 
 def simulate_dng(
@@ -401,14 +403,18 @@ def simulate_dng(
     if sensor not in SENSORS:
         raise ValueError(f"unknown sensor {sensor!r}; known: {', '.join(SENSORS)}")
     rng = np.random.default_rng(seed)
-    lens = LensParams(fnumber=fnumber, pixel_pitch_um=pixel_pitch_um, aberration_px=lens_blur_px) if optics else None
+    lens = None
+    if optics:
+        lens = LensParams(fnumber=fnumber, pixel_pitch_um=pixel_pitch_um, aberration_px=lens_blur_px)
     clean = _even(_as_rgb(clean_srgb))
     exposure = 2.0 ** float(exposure_ev)
     record = raw_pair(
         clean, rng, pattern=pattern, iso=iso, sensor=sensor, lens=lens, cam_from_xyz=matrices[camera],
         exposure=exposure, olpf_px=olpf_px, bits=bits,
     )
-    lens_name = f"simulated {focal_length:g} mm f/{fnumber:g}" + (f", {lens_blur_px:g} px corner blur" if lens_blur_px else "")
+    lens_name = f"simulated {focal_length:g} mm f/{fnumber:g}"
+    if lens_blur_px:
+        lens_name += f", {lens_blur_px:g} px corner blur"
     write_dng(
         out_path, record["raw"], pattern=record["pattern"], black_level=record["black_level"],
         white_level=record["white_level"], color_matrix1=record["cam_from_xyz"], calibration_illuminant1=21,

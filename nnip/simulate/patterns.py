@@ -96,7 +96,10 @@ def _diagonal(size: int, rng: np.random.Generator) -> np.ndarray:
     y, x = _coords(size, ss)
     base = np.broadcast_to(_colour(rng), (size * ss, size * ss, 3)).copy()
     for _ in range(int(rng.integers(2, 6))):
-        angle = rng.choice([math.pi / 4, 3 * math.pi / 4]) + rng.normal(0, 0.25) if rng.uniform() < 0.7 else rng.uniform(0, math.pi)
+        if rng.uniform() < 0.7:  # mostly near the diagonals, where zippering shows most
+            angle = rng.choice([math.pi / 4, 3 * math.pi / 4]) + rng.normal(0, 0.25)
+        else:
+            angle = rng.uniform(0, math.pi)
         u = x * math.cos(angle) + y * math.sin(angle)
         u = u - rng.uniform(u.min(), u.max())  # the edge or bar group crosses the patch
         if rng.uniform() < 0.5:
@@ -161,7 +164,8 @@ def _text(size: int, rng: np.random.Generator) -> np.ndarray:
             radius = rng.uniform(2, size / 6)
             a0 = rng.uniform(0, 2 * math.pi)
             ang = np.mod(np.arctan2(y - c[0], x - c[1]) - a0, 2 * math.pi)
-            dist = np.where(ang < rng.uniform(1.0, 2 * math.pi), np.abs(np.hypot(y - c[0], x - c[1]) - radius), np.inf)
+            ring = np.abs(np.hypot(y - c[0], x - c[1]) - radius)
+            dist = np.where(ang < rng.uniform(1.0, 2 * math.pi), ring, np.inf)
         # area coverage of a stroke of this width by a pixel, with a 1-px linear ramp
         cover = np.maximum(cover, np.clip(width / 2 - dist + 0.5, 0.0, 1.0))
     return _blend(paper, ink, cover)
@@ -195,7 +199,8 @@ def _lights(size: int, rng: np.random.Generator) -> np.ndarray:
     for _ in range(int(rng.integers(0, 4))):  # line lights (neon, windows): 1 to 2 px wide
         p0, p1 = rng.uniform(0, size, 2), rng.uniform(0, size, 2)
         dist = _segment_distance(y, x, p0, p1)
-        img += np.exp(-(dist**2) / (2 * rng.uniform(0.5, 1.0) ** 2))[..., None] * (_colour(rng) + 0.3) * rng.uniform(2.0, 10.0)
+        line = np.exp(-(dist**2) / (2 * rng.uniform(0.5, 1.0) ** 2))
+        img += line[..., None] * (_colour(rng) + 0.3) * rng.uniform(2.0, 10.0)
     for _ in range(int(rng.integers(0, 4))):  # specular highlights: small bright ellipses
         cy, cx = rng.uniform(0, size, 2)
         a, b = rng.uniform(1.0, 6.0, 2)

@@ -103,12 +103,15 @@ def imresize(img: np.ndarray, scale: float) -> np.ndarray:
         raise ValueError(f"expected an HxW or HxWxC image, got shape {array.shape}")
     height, width = array.shape[:2]
     out_h, out_w = int(math.ceil(height * scale)), int(math.ceil(width * scale))
-    data = array.astype(np.float64)
+    data = array.astype(np.float64).reshape(height, width, -1)
+    channels = data.shape[2]
     # MATLAB resizes along the first dimension first; the order matters only at rounding.
     rows = resize_weights(height, out_h, scale)
     cols = resize_weights(width, out_w, scale)
-    data = np.tensordot(rows, data, axes=(1, 0))
-    data = np.moveaxis(np.tensordot(cols, data, axes=(1, 1)), 0, 1)
+    data = (rows @ data.reshape(height, -1)).reshape(out_h, width, channels)
+    data = np.matmul(cols, data)  # (out_w, W) @ (out_h, W, C) -> (out_h, out_w, C)
+    if array.ndim == 2:
+        data = data[..., 0]
     if array.dtype == np.uint8:
         return np.clip(np.round(data), 0, 255).astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating):

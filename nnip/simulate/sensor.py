@@ -466,4 +466,5 @@ def normalize_raw(raw: np.ndarray, black_level: float, white_level: float) -> np
     span = float(white_level) - float(black_level)
     if span <= 0:
         raise ValueError(f"white level {white_level} must exceed black level {black_level}")
-    return ((np.asarray(raw, dtype=np.float32) - np.float32(black_level)) / np.float32(span)).astype(np.float32)
+    values = np.asarray(raw, dtype=np.float32)
+    return ((values - np.float32(black_level)) / np.float32(span)).astype(np.float32)

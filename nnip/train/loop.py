@@ -11,6 +11,8 @@ minutes (CPU time is the scarce resource): linear warm-up over the first steps o
 then cosine from ``lr`` down to ``lr * lr_min_ratio`` over the cycle's time budget. A
 resumed run continues an unfinished cycle; once a cycle has finished, ``--resume`` starts a
 new one at ``lr * restart_lr_ratio`` spanning the new ``--minutes`` (a warm restart).
+
+``kill PID`` (SIGTERM) or Ctrl-C ends a run after the current step with a checkpoint.
 """
 
 from __future__ import annotations
@@ -19,18 +21,21 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from nnip.train.tasks import Task, TaskData
 
-__all__ = ["RunOptions", "Schedule", "train", "validate", "git_commit", "save_atomic"]
+__all__ = ["RunOptions", "Schedule", "new_cycle", "train", "validate", "git_commit", "save_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -149,15 +154,21 @@ def _provenance(options: RunOptions, data: TaskData) -> dict[str, Any]:
     }
 
 
-def _restore(options: RunOptions, model, optimizer, config: Mapping[str, Any]) -> _State:
-    state = _State()
+def _read_last(options: RunOptions) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None (fresh run, or nothing saved yet)."""
     path = options.out / LAST
     if not options.resume:
-        return state
+        return None
     if not path.is_file():
         log.warning("--resume: no %s yet, starting from scratch", path)
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _restore(checkpoint: Mapping[str, Any] | None, model, optimizer) -> _State:
+    state = _State()
+    if checkpoint is None:
         return state
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     torch.set_rng_state(checkpoint["torch_rng"])
@@ -165,22 +176,45 @@ def _restore(options: RunOptions, model, optimizer, config: Mapping[str, Any]) -
     state.best_psnr = float(checkpoint["best_psnr"])
     state.schedule = Schedule(**checkpoint["schedule"])
     state.history = list(checkpoint.get("history", []))
-    log.info("resumed %s at step %d (%.1f min trained)", path, state.step, state.train_s / 60)
+    log.info("resumed at step %d (%.1f min trained)", state.step, state.train_s / 60)
     return state
 
 
-def _new_cycle(state: _State, config: Mapping[str, Any], budget_s: float) -> Schedule:
-    """Continue an unfinished cycle, else start one (a warm restart after a finished one)."""
-    if state.schedule is not None and state.schedule.progress(state.train_s) < 1.0:
-        return state.schedule
+@contextmanager
+def _stop_requests() -> Iterator[threading.Event]:
+    """An event set by SIGTERM / SIGINT, so ``kill PID`` ends the run with a checkpoint."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be installed from the main thread
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def new_cycle(
+    previous: Schedule | None, step: int, train_s: float, config: Mapping[str, Any], budget_s: float
+) -> Schedule:
+    """Continue an unfinished cycle, else start one (a warm restart after a finished one).
+
+    ``budget_s`` is the training time this process has; ``step`` and ``train_s`` where the
+    run stands.
+    """
+    if previous is not None and previous.progress(train_s) < 1.0:
+        return previous
     peak = float(config["lr"])
-    if state.schedule is not None:
+    if previous is not None:
         peak *= float(config.get("restart_lr_ratio", 0.5))
     return Schedule(
         peak=peak,
-        start_s=state.train_s,
+        start_s=train_s,
         horizon_s=budget_s,
-        start_step=state.step,
+        start_step=step,
         warmup_steps=int(config.get("warmup_steps", 0)),
         min_ratio=float(config.get("lr_min_ratio", 0.01)),
     )
@@ -245,30 +279,63 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
     torch.manual_seed(int(config.get("seed", 0)))
     device = torch.device(options.device)
 
+    checkpoint = _read_last(options)
+    if checkpoint is not None and dict(checkpoint["config"]) != dict(config):
+        # A run keeps the network it started with: its checkpoint's config wins.
+        log.info("--resume: using the run's own config, not the one given")
+        config = dict(checkpoint["config"])
     model = task.build_model(config).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=float(config["lr"]), weight_decay=float(config.get("weight_decay", 0.0))
     )
-    state = _restore(options, model, optimizer, config)
+    state = _restore(checkpoint, model, optimizer)
+    del checkpoint
     # A resumed run draws fresh patches: the stream's seed moves with the step.
-    data = task.build_data(config, options.data_dirs, options.cache_dir, int(config.get("seed", 0)) * 1_000_003 + state.step)
+    seed = int(config.get("seed", 0)) * 1_000_003 + state.step
+    data = task.build_data(config, options.data_dirs, options.cache_dir, seed)
     provenance = _provenance(options, data)
     log.info("task %s (%s): %d parameters; %s", task.name, config.get("variant"),
              sum(p.numel() for p in model.parameters()), data.description)
 
     budget_s = max(1.0, deadline - time.monotonic() - _RESERVE_S)
-    state.schedule = _new_cycle(state, config, budget_s)
-    loss_fn = task.loss(config)
-    clip = float(config.get("clip", 0.0))
-    every_s = float(config.get("checkpoint_minutes", 3.0)) * 60.0
+    state.schedule = new_cycle(state.schedule, state.step, state.train_s, config, budget_s)
 
     if state.step == 0:
         log.info("step 0: val %.3f dB (untrained)", validate(model, task, data.val, device))
+    with _stop_requests() as stop:
+        _run_steps(task, config, options, model, optimizer, state, data, provenance, device, deadline, stop)
+    if stop.is_set():
+        log.info("stopped by a signal at step %d", state.step)
+    _checkpoint(options, task, config, model, optimizer, state, provenance, data, device)
+    log.info("done: %d steps, %.1f min of training, best val %.3f dB", state.step,
+             state.train_s / 60, state.best_psnr)
+    return options.out / BEST
+
+
+def _run_steps(
+    task: Task,
+    config: Mapping[str, Any],
+    options: RunOptions,
+    model,
+    optimizer,
+    state: _State,
+    data: TaskData,
+    provenance: Mapping[str, Any],
+    device: torch.device,
+    deadline: float,
+    stop: threading.Event,
+) -> None:
+    """Optimisation steps until the deadline, ``max_steps`` or a stop request."""
+    loss_fn = task.loss(config)
+    clip = float(config.get("clip", 0.0))
+    every_s = float(config.get("checkpoint_minutes", 3.0)) * 60.0
     last_save = last_log = tick = time.monotonic()
     window_loss, window_steps, window_norm = 0.0, 0, 0.0
     for x, target in _loader(data):
         now = time.monotonic()
-        if now >= deadline - _RESERVE_S or (options.max_steps is not None and state.step >= options.max_steps):
+        if now >= deadline - _RESERVE_S or stop.is_set():
+            break
+        if options.max_steps is not None and state.step >= options.max_steps:
             break
         lr = state.schedule.lr(state.step, state.train_s)
         for group in optimizer.param_groups:
@@ -296,7 +363,3 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
         if end - last_save >= every_s:
             _checkpoint(options, task, config, model, optimizer, state, provenance, data, device)
             last_save = time.monotonic()
-    _checkpoint(options, task, config, model, optimizer, state, provenance, data, device)
-    log.info("done: %d steps, %.1f min of training, best val %.3f dB", state.step,
-             state.train_s / 60, state.best_psnr)
-    return options.out / BEST

@@ -140,3 +140,16 @@ def test_exif_from_tiff_without_camera_tags_is_none(tmp_path: Path) -> None:
         offset, order = tif.pages.first.offset, tif.byteorder
     with open(path, "rb") as handle:
         assert md.exif_from_tiff(handle, offset, order) is None
+
+
+def test_fit_exif_drops_a_huge_maker_note_first() -> None:
+    exif = PILImage.Exif()
+    exif[md.TAG_MAKE] = "Canon"
+    exif[md.TAG_EXIF_IFD] = {md.TAG_ISO: 100, md.TAG_MAKER_NOTE: b"\x00" * 70000}
+    data = exif.tobytes()
+    fitted = md.fit_exif(data, 65533)
+    assert fitted is not None and len(fitted) < 1000
+    parsed = md.load_exif(fitted)
+    assert parsed[md.TAG_MAKE] == "Canon" and md.TAG_MAKER_NOTE not in parsed.get_ifd(md.TAG_EXIF_IFD)
+    assert md.fit_exif(data, len(data)) == data
+    assert md.fit_exif(fitted, 10) is None

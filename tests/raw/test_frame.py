@@ -134,7 +134,6 @@ def test_per_plane_noise_profile_gives_first_pair(tmp_path: Path) -> None:
 
 def test_mosaic_is_a_read_only_copy(tmp_path: Path) -> None:
     frame = read_raw(write_test_dng(tmp_path / "c.dng", coded_mosaic("RGGB"), "RGGB"))
-    assert frame.mosaic.base is None or frame.mosaic.flags.owndata or True
     with pytest.raises(ValueError):
         frame.mosaic[0, 0] = 1
     assert int(frame.mosaic.sum()) == int(coded_mosaic("RGGB").sum())  # file closed, data kept
@@ -218,10 +217,27 @@ def test_truncated_crw_says_truncated() -> None:
         read_raw(path)
 
 
-def test_stripped_dng_is_refused() -> None:
+def test_stripped_dng_is_refused_every_time() -> None:
+    # LibRaw "decodes" this stub into uninitialised memory (different on every read); the
+    # DNG's own strip/tile table shows the data is missing.
     path = needs_shared("truncated", "exiftool__DNG.dng")
-    with pytest.raises(RawDecodeError, match="no image data"):
-        read_raw(path)
+    for _ in range(3):
+        with pytest.raises(RawDecodeError, match="truncated or stripped RAW file"):
+            read_raw(path)
+
+
+def test_dng_with_short_strips_is_refused(tmp_path: Path) -> None:
+    whole = write_test_dng(tmp_path / "whole.dng", coded_mosaic("RGGB", 64, 64), "RGGB")
+    data = bytearray(whole.read_bytes())
+    # Point the strip past the end of the file, as a cut-off download would leave it.
+    with tifffile.TiffFile(whole) as tif:
+        tag = tif.pages[0].tags[279]  # StripByteCounts
+        offset = tag.valueoffset
+    data[offset:offset + 4] = (10**6).to_bytes(4, "little")
+    broken = tmp_path / "broken.dng"
+    broken.write_bytes(bytes(data))
+    with pytest.raises(RawDecodeError, match="truncated"):
+        read_raw(broken)
 
 
 def test_zero_byte_cr3(tmp_path: Path) -> None:

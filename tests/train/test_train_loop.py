@@ -1,0 +1,35 @@
+"""The time-based cosine schedule and its resume rules."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from nnip.train.loop import Schedule, new_cycle  # noqa: E402
+
+CONFIG = {"lr": 1e-3, "warmup_steps": 10, "lr_min_ratio": 0.01, "restart_lr_ratio": 0.5}
+
+
+def test_warmup_then_cosine_on_time():
+    schedule = new_cycle(None, step=0, train_s=0.0, config=CONFIG, budget_s=100.0)
+    assert schedule.lr(0, 0.0) == pytest.approx(1e-4)  # first of 10 warm-up steps
+    assert schedule.lr(9, 0.0) == pytest.approx(1e-3)
+    assert schedule.lr(50, 50.0) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
+    assert schedule.lr(90, 100.0) == pytest.approx(1e-5)
+    assert schedule.lr(99, 500.0) == pytest.approx(1e-5)  # stays at the floor past the end
+
+
+def test_resume_continues_an_unfinished_cycle():
+    first = new_cycle(None, step=0, train_s=0.0, config=CONFIG, budget_s=100.0)
+    again = new_cycle(Schedule(**first.to_dict()), step=40, train_s=40.0, config=CONFIG, budget_s=30.0)
+    assert again == first
+
+
+def test_resume_after_a_finished_cycle_restarts_lower():
+    first = new_cycle(None, step=0, train_s=0.0, config=CONFIG, budget_s=100.0)
+    restart = new_cycle(first, step=500, train_s=100.0, config=CONFIG, budget_s=60.0)
+    assert restart.peak == pytest.approx(5e-4)
+    assert (restart.start_s, restart.horizon_s, restart.start_step) == (100.0, 60.0, 500)
+    assert restart.lr(500, 100.0) == pytest.approx(5e-5)  # warm-up again from the new start
+    assert restart.lr(510, 130.0) == pytest.approx(5e-4 * (0.01 + 0.99 * 0.5))
