@@ -311,9 +311,13 @@ def field_blur(image: np.ndarray, psfs: np.ndarray) -> np.ndarray:
     out = np.zeros_like(img)
     for i in range(g):
         y0, y1 = _node_support(ys, i, h)
+        if y1 <= y0:  # nodes closer than a pixel (tiny images): this one covers no pixel
+            continue
         wy = _tent(np.arange(y0, y1, dtype=np.float64), ys, i).astype(np.float32)
         for j in range(g):
             x0, x1 = _node_support(xs, j, w)
+            if x1 <= x0:
+                continue
             wx = _tent(np.arange(x0, x1, dtype=np.float64), xs, j).astype(np.float32)
             crop = padded[y0 : y1 + 2 * r, x0 : x1 + 2 * r]
             conv = signal.fftconvolve(crop, psfs[i, j].astype(np.float32), mode="valid", axes=(0, 1))

@@ -103,7 +103,8 @@ def test_tags_for_other_readers(tmp_path):
 
 
 def test_per_position_black_levels(tmp_path):
-    path = _write(tmp_path / "b.dng", np.full((32, 32), 3000, np.uint16), "GRBG", black_level=(500, 510, 520, 530))
+    mosaic = np.full((32, 32), 3000, np.uint16)
+    path = _write(tmp_path / "b.dng", mosaic, "GRBG", black_level=(500, 510, 520, 530))
     with rawpy.imread(str(path)) as raw:
         # rawpy lists them by colour index R, G, B, G2; GRBG's cell is G R / B G
         assert list(raw.black_level_per_channel) == [510, 500, 520, 530]
@@ -128,7 +129,8 @@ def test_postprocess_of_a_colour_chart_gives_its_srgb_colours(tmp_path, pattern)
     expected = linear_to_srgb(srgb_to_linear(CHART) * exposure) * 255.0
     for i in range(24):
         r, c = divmod(i, 6)
-        got = out[r * patch + 4 : (r + 1) * patch - 4, c * patch + 4 : (c + 1) * patch - 4].reshape(-1, 3).mean(0)
+        inner = out[r * patch + 4 : (r + 1) * patch - 4, c * patch + 4 : (c + 1) * patch - 4]
+        got = inner.reshape(-1, 3).mean(axis=0)
         np.testing.assert_allclose(got, expected[i], atol=2.0, err_msg=f"patch {i}")
 
 

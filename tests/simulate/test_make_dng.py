@@ -57,8 +57,8 @@ def test_same_seed_same_file_content(tmp_path):
 def test_cli_errors_are_one_line(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not an image\n")
-    proc = subprocess.run([sys.executable, "-m", "nnip.simulate.make_dng", str(text), str(tmp_path / "o.dng")],
-                          capture_output=True, text=True)
+    command = [sys.executable, "-m", "nnip.simulate.make_dng", str(text), str(tmp_path / "o.dng")]
+    proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith(f"{text}: ") and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.dng").exists()

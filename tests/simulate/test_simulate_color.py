@@ -47,7 +47,8 @@ def test_cct_locus_hits_standard_illuminants():
 def test_camera_matrices_are_real_and_normalised():
     mats = camera_matrices()
     assert len(mats) >= 5
-    np.testing.assert_allclose(ADOBE_COLOR_MATRIX_D65["Canon EOS 5D Mark III"][:3], [0.6722, -0.0635, -0.0963])
+    first_row = ADOBE_COLOR_MATRIX_D65["Canon EOS 5D Mark III"][:3]
+    np.testing.assert_allclose(first_row, [0.6722, -0.0635, -0.0963])
     for name, m in mats.items():
         neutral = m @ xy_to_xyz(D65_XY)
         assert neutral.max() == pytest.approx(1.0), name

@@ -61,7 +61,8 @@ def test_bicubic_path_is_the_protocol_imresize():
 
 def test_sensor_path_integrates_pixels_in_linear_light():
     hr_in = _photo()
-    lr, hr = upscale_pair(hr_in, np.random.default_rng(0), bicubic_fraction=0.0, olpf_range=(0.0, 0.0), **_PLAIN)
+    lr, hr = upscale_pair(hr_in, np.random.default_rng(0), bicubic_fraction=0.0, olpf_range=(0.0, 0.0),
+                          **_PLAIN)
     expected = linear_to_srgb(pixel_integrate(srgb_to_linear(hr_in), 2))
     np.testing.assert_allclose(lr, expected, atol=1e-6)
 

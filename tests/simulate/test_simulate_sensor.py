@@ -121,7 +121,8 @@ def test_noise_models_follow_the_photon_transfer_figures():
     # the Sony A7R II model reproduces Claff's modelled read noise (DN, 14-bit)
     sony = SENSORS["sony-a7rm2"]
     for iso, dn in ((100, 1.555), (640, 2.399), (3200, 10.474)):
-        assert np.sqrt(noise_model_for_iso(iso, "sony-a7rm2").b) * sony.white_span_dn == pytest.approx(dn, rel=0.01)
+        read_dn = np.sqrt(noise_model_for_iso(iso, "sony-a7rm2").b) * sony.white_span_dn
+        assert read_dn == pytest.approx(dn, rel=0.01)
     # Canon: read noise in electrons falls with ISO (ISO-variant sensor)
     canon = SENSORS["canon-5d3"]
     e_per_unit = {iso: 1 / noise_model_for_iso(iso, "canon-5d3").a for iso in (100, 1600)}
