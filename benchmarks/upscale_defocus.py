@@ -42,7 +42,7 @@ RADIUS = 4.0
 BORDER = 8
 GAP = 16
 HF_CUTOFF = 0.25  # cycles per output pixel: the LR's Nyquist frequency
-DEFAULT_PHOTO = "mate-Wood.jpg"
+DEFAULT_PHOTO = "lomiri-life_by_Aitzol_Berasategi.jpg"  # detailed all over
 HR_WIDTH = 640  # target HR width for a large photo (area factor = width // HR_WIDTH)
 
 

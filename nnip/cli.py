@@ -1,24 +1,25 @@
 """``nnip``: develop camera RAW files with neural networks.
 
 ``nnip develop IMG_0001.CR3`` writes ``IMG_0001_nnip.tif`` beside it; ``nnip models`` lists
-every installed model. The command validates its options, resolves the models directory
-and the device once, then hands every file to the batch runner. The per-file work is
-``nnip.develop.process_file``; until that pipeline is installed, each file fails with the
-registry's own message for the first model it would need (e.g. ``x.dng: no model for task
-'demosaic' installed in ...``), or says the pipeline is missing.
+every installed model. The command validates its options (choices and defaults come from
+:class:`nnip.develop.DevelopOptions` and the modules behind it), resolves the models
+directory and the device once, then hands every file to the batch runner, which calls
+:func:`nnip.develop.process_file` through an atomic write.
 
-Heavy imports happen inside the commands, so ``nnip --help`` is instant.
+Heavy imports (rawpy, Pillow, onnxruntime sessions) happen inside the commands, so
+``nnip --help`` stays quick.
 """
 
 from __future__ import annotations
 
-import importlib
-import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import click
 
+from nnip.develop.colour import COLOUR_SPACES, parse_white_balance
+from nnip.develop.demosaic import DEMOSAIC_METHODS
+from nnip.develop.pipeline import FORMAT_BITS, HIGHLIGHT_MODES, DevelopOptions
 from nnip.options import (
     batch_options,
     batch_opts,
@@ -30,6 +31,7 @@ from nnip.options import (
     inputs_arg,
     json_opt,
     models_dir_opt,
+    quality_opt,
     reporting_errors,
     run_main,
     show_models,
@@ -37,49 +39,28 @@ from nnip.options import (
     version_opt,
 )
 
-__all__ = [
-    "cli",
-    "main",
-    "OUTPUT_FORMATS",
-    "EXTENSION_OF_FORMAT",
-    "COLORSPACES",
-    "DEMOSAIC_METHODS",
-    "WB_PRESETS",
-    "RAW_EXTENSIONS",
-]
+__all__ = ["cli", "main", "EXTENSION_OF_FORMAT", "RAW_EXTENSIONS"]
 
 PROG = "nnip"
 
-OUTPUT_FORMATS = ("tiff", "jpeg", "png", "dng")
+#: Output file extension of each ``--format``.
 EXTENSION_OF_FORMAT = {"tiff": "tif", "jpeg": "jpg", "png": "png", "dng": "dng"}
-COLORSPACES = ("srgb", "display-p3", "adobe-rgb", "prophoto", "linear-srgb")
-#: ``nn`` is the network; the others are LibRaw's classic demosaickers.
-DEMOSAIC_METHODS = ("nn", "ahd", "dcb", "vng", "ppg", "bilinear")
-#: ``camera`` is the white balance recorded by the camera (as shot).
-WB_PRESETS = ("camera", "auto", "daylight", "cloudy", "shade", "tungsten", "fluorescent", "flash")
 #: Extensions a directory walk (``--recursive``) picks up; explicit files are always tried.
 RAW_EXTENSIONS = (
     ".cr3", ".cr2", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".rw2", ".orf",
     ".pef", ".dng", ".srw", ".x3f", ".3fr", ".iiq", ".kdc", ".dcr", ".mrw", ".erf", ".mos",
-    ".rwl", ".raw",
+    ".rwl", ".raw", ".gpr",
 )  # fmt: skip
 
-_KELVIN = re.compile(r"^(\d{4,5})k$")
+_DEFAULTS = DevelopOptions()
 
 
-def _parse_wb(ctx: click.Context, param: click.Parameter, value: str) -> str | int:
-    """A preset name, or a colour temperature such as ``5500K`` (returned as int kelvin)."""
-    text = value.strip().lower()
-    if text in WB_PRESETS:
-        return text
-    match = _KELVIN.match(text)
-    if match and 2000 <= int(match.group(1)) <= 12000:
-        return int(match.group(1))
-    raise click.BadParameter(
-        f"{value!r} is not one of {', '.join(WB_PRESETS)} or a temperature 2000K..12000K",
-        ctx,
-        param,
-    )
+def _parse_wb(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    """The library's white balance parser; its message lists what is accepted."""
+    try:
+        return parse_white_balance(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 @click.group(name=PROG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,49 +80,58 @@ def models(ctx: click.Context, models_dir: Path | None, as_json: bool) -> None:
 
 @cli.command()
 @inputs_arg
-@format_opt(OUTPUT_FORMATS, "tiff")
+@format_opt(tuple(FORMAT_BITS), _DEFAULTS.format)
 @bits_opt
+@quality_opt
 @click.option(
     "--colorspace",
-    type=click.Choice(COLORSPACES, case_sensitive=False),
-    default="srgb",
+    type=click.Choice(tuple(COLOUR_SPACES), case_sensitive=False),
+    default=_DEFAULTS.colorspace,
     show_default=True,
-    help="Output colour space (and its transfer curve; linear-srgb has none).",
+    help="Output colour space, encoded with its own transfer curve (linear-srgb: none).",
 )
 @click.option(
     "--demosaic",
     type=click.Choice(DEMOSAIC_METHODS, case_sensitive=False),
-    default="nn",
+    default=_DEFAULTS.demosaic,
     show_default=True,
     help="Demosaicking: the network (nn) or a classic LibRaw method.",
 )
 @click.option(
     "--wb",
-    default="camera",
+    default=str(_DEFAULTS.wb),
     show_default=True,
     callback=_parse_wb,
-    metavar="PRESET|KELVIN",
-    help=f"White balance: {', '.join(WB_PRESETS)}, or a temperature such as 5500K.",
+    metavar="MODE",
+    help="White balance: camera (as shot), auto, daylight, a preset (cloudy, shade, "
+    "tungsten, fluorescent, flash), a temperature such as 5500K, or R,G,B multipliers.",
 )
 @click.option(
     "--exposure",
     type=click.FloatRange(-10.0, 10.0),
-    default=0.0,
+    default=_DEFAULTS.exposure,
     show_default=True,
     metavar="EV",
     help="Exposure correction in stops.",
 )
 @click.option(
+    "--highlights",
+    type=click.Choice(HIGHLIGHT_MODES, case_sensitive=False),
+    default=_DEFAULTS.highlights,
+    show_default=True,
+    help="Clipped highlights: clip to white, or reconstruct from the unclipped channels.",
+)
+@click.option(
     "--denoise",
     type=click.Choice(("nn", "off"), case_sensitive=False),
-    default="nn",
+    default=_DEFAULTS.denoise,
     show_default=True,
     help="Neural denoising, or off.",
 )
 @click.option(
     "--lens",
     type=click.Choice(("nn", "off"), case_sensitive=False),
-    default="nn",
+    default=_DEFAULTS.lens,
     show_default=True,
     help="Neural lens correction, or off.",
 )
@@ -155,69 +145,73 @@ def develop(ctx: click.Context, inputs: Sequence[str], **params: Any) -> None:
     Each output is {stem}{suffix}.{ext}, beside its input or in --output-dir. Exit code:
     0 all done (or skipped), 1 a file failed, 2 usage error, 130 interrupted.
     """
-    fmt = params["format_"].lower()
-    if fmt == "jpeg" and params["bits"] == 16:
-        raise click.BadParameter("JPEG holds 8 bits only", ctx, param_hint="--bits")
-    options = batch_options(params, suffix=params["suffix"], ext=EXTENSION_OF_FORMAT[fmt])
+    develop_options = _develop_options(ctx, params)
+    options = batch_options(
+        params, suffix=params["suffix"], ext=EXTENSION_OF_FORMAT[develop_options.format]
+    )
     items = collect_and_check(
         ctx, inputs, options, recursive=params["recursive"], extensions=RAW_EXTENSIONS
     )
     with reporting_errors(ctx):
-        process = _make_processor(params, fmt)
+        process = _make_processor(params, develop_options)
     execute_batch(ctx, items, process, options)
 
 
-def _develop_settings(params: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """The develop pipeline's settings, by the names the options give them."""
-    return {
-        "format": fmt,
-        "bits": params["bits"],
-        "colorspace": params["colorspace"].lower(),
-        "demosaic": params["demosaic"].lower(),
-        "wb": params["wb"],
-        "exposure": params["exposure"],
-        "denoise": params["denoise"].lower(),
-        "lens": params["lens"].lower(),
-        "tile": params["tile"],
-        "verbose": params["verbose"],
-    }
+def _develop_options(ctx: click.Context, params: dict[str, Any]) -> DevelopOptions:
+    """The pipeline's options; a combination it refuses (16-bit JPEG) is a usage error."""
+    try:
+        return DevelopOptions(
+            format=params["format_"].lower(),
+            bits=params["bits"],
+            quality=params["quality"],
+            colorspace=params["colorspace"].lower(),
+            demosaic=params["demosaic"].lower(),
+            wb=params["wb"],
+            exposure=params["exposure"],
+            highlights=params["highlights"].lower(),
+            denoise=params["denoise"].lower(),
+            lens=params["lens"].lower(),
+            tile=params["tile"],
+            verbose=params["verbose"],
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx) from None
 
 
-def _make_processor(params: dict[str, Any], fmt: str) -> Callable[[Path, Path], Any]:
+def _make_processor(
+    params: dict[str, Any], develop_options: DevelopOptions
+) -> Callable[[Path, Path], dict[str, Any]]:
     """Resolve models directory and device once; return the per-file function."""
-    from nnip.core.engine import resolve_providers
+    from nnip.core.batch import atomic_write
+    from nnip.core.engine import Engine
+    from nnip.core.errors import ModelNotFoundError
     from nnip.core.models import Registry
+    from nnip.develop import build_pipeline, process_file
+    from nnip.develop.pipeline import describe_pipeline
 
     registry = Registry(params["models_dir"])
-    resolve_providers(params["device"])  # an unavailable --device fails the run at once
-    settings = _develop_settings(params, fmt)
-    process_file = getattr(importlib.import_module("nnip.develop"), "process_file", None)
-    if process_file is None:
-        return _pipeline_missing(registry, settings)
-
-    from nnip.core.engine import Engine
-
     engine = Engine(device=params["device"], threads=params["threads"], registry=registry)
+    models: list[str] = []
+    if develop_options.demosaic == "nn":
+        try:  # for the records; a missing model is each file's error, from the pipeline
+            models.append(registry.find("demosaic", develop_options.demosaic_model).name)
+        except ModelNotFoundError:
+            pass
     if params["verbose"]:
-        click.echo(f"{PROG}: device {engine.device}", err=True)
+        click.echo(f"{PROG}: device {engine.device}; models {', '.join(models) or 'none'}", err=True)
+        for line in describe_pipeline(build_pipeline(develop_options, engine, registry)):
+            click.echo(f"{PROG}:   {line}", err=True)
 
-    def process(src: Path, dst: Path) -> Any:
-        return process_file(src, dst, engine=engine, registry=registry, **settings)
-
-    return process
-
-
-def _pipeline_missing(registry: Any, settings: dict[str, Any]) -> Callable[[Path, Path], Any]:
-    """Per-file stand-in while ``nnip.develop.process_file`` is not installed."""
-    from nnip.core.errors import NnipError
-
-    # Demosaicking first: without it there is no image at all; denoise and lens refine it.
-    needed = [task for task in ("demosaic", "denoise", "lens") if settings[task] == "nn"]
-
-    def process(src: Path, dst: Path) -> Any:
-        for task in needed:
-            registry.find(task)  # raises ModelNotFoundError naming the task and directory
-        raise NnipError("the develop pipeline is not installed in this version of nnip")
+    def process(src: Path, dst: Path) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        atomic_write(
+            dst,
+            lambda tmp: record.update(
+                process_file(src, tmp, develop_options, engine, registry=registry)
+            ),
+        )
+        # the device may have stepped down (auto) once a session opened
+        return {**record, "device": engine.device, "models": models}
 
     return process
 

@@ -13,6 +13,7 @@ decorator                  flag                               used by
 ``suffix_opt(default)``    ``--suffix TEXT``                  develop, upscale
 ``format_opt(choices)``    ``--format``                       develop, upscale
 ``bits_opt``               ``--bits 8|16``                    develop, upscale
+``quality_opt``            ``--quality 1..100``               develop, upscale
 ``overwrite_opt``          ``--overwrite``                    develop, upscale
 ``skip_existing_opt``      ``--skip-existing``                develop, upscale
 ``recursive_opt``          ``-r/--recursive``                 develop, upscale
@@ -67,6 +68,7 @@ __all__ = [
     "suffix_opt",
     "format_opt",
     "bits_opt",
+    "quality_opt",
     "overwrite_opt",
     "skip_existing_opt",
     "recursive_opt",
@@ -162,6 +164,14 @@ bits_opt = click.option(
     default=None,
     callback=_to_bits,
     help="Bits per sample of the output. Default: the format's usual depth (or the input's).",
+)
+
+quality_opt = click.option(
+    "--quality",
+    type=click.IntRange(1, 100),
+    default=95,
+    show_default=True,
+    help="JPEG quality of JPEG outputs (90 and above keep full colour resolution).",
 )
 
 overwrite_opt = click.option(

@@ -28,6 +28,7 @@ from nnip.options import (
     inputs_arg,
     json_opt,
     models_dir_opt,
+    quality_opt,
     reporting_errors,
     run_main,
     show_models,
@@ -78,13 +79,7 @@ def models(ctx: click.Context, models_dir: Path | None, as_json: bool) -> None:
 )
 @format_opt(OUTPUT_FORMATS, "same")
 @bits_opt
-@click.option(
-    "--quality",
-    type=click.IntRange(1, 100),
-    default=95,
-    show_default=True,
-    help="JPEG quality of JPEG outputs.",
-)
+@quality_opt
 @suffix_opt("_x2")
 @engine_opts
 @batch_opts

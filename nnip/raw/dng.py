@@ -258,7 +258,8 @@ def write_dng(
     path : path-like
         File to write (overwritten; the caller handles temporary names).
     mosaic : ndarray, (H, W), uint16
-        Raw values, black level not subtracted; H and W even for a whole number of cells.
+        Raw values, black level not subtracted; H and W even for a whole number of cells
+        (LibRaw refuses images under about 22 pixels a side).
     pattern : str
         Bayer phase of the top-left 2x2 cell: ``"RGGB"``, ``"BGGR"``, ``"GRBG"``, ``"GBRG"``.
     black_level : float or 4 floats

@@ -166,11 +166,16 @@ def cct_to_xy(kelvin: float) -> tuple[float, float]:
     return x, y
 
 
+def _illuminant_xy(illuminant: float | tuple[float, float]) -> tuple[float, float]:
+    """Chromaticity of an illuminant given as kelvin or as an (x, y) pair."""
+    if isinstance(illuminant, (tuple, list, np.ndarray)):
+        return float(illuminant[0]), float(illuminant[1])
+    return cct_to_xy(float(illuminant))
+
+
 def _illuminant_xyz(illuminant: float | tuple[float, float]) -> np.ndarray:
     """White XYZ (Y = 1) of an illuminant given as kelvin or as an (x, y) chromaticity."""
-    if isinstance(illuminant, (tuple, list, np.ndarray)):
-        return xy_to_xyz((illuminant[0], illuminant[1]))
-    return xy_to_xyz(cct_to_xy(float(illuminant)))
+    return xy_to_xyz(_illuminant_xy(illuminant))
 
 
 def random_exposure(rng: np.random.Generator, ev_range: tuple[float, float] = (-2.0, 0.5)) -> float:
@@ -319,7 +324,6 @@ def scene_to_camera(
     """
     xyz_from_scene = XYZ_FROM_LINEAR_SRGB
     if illuminant is not None:
-        dst = illuminant if isinstance(illuminant, (tuple, list)) else cct_to_xy(float(illuminant))
-        xyz_from_scene = bradford_adaptation(D65_XY, tuple(dst)) @ XYZ_FROM_LINEAR_SRGB
+        xyz_from_scene = bradford_adaptation(D65_XY, _illuminant_xy(illuminant)) @ XYZ_FROM_LINEAR_SRGB
     m = np.asarray(cam_from_xyz, dtype=np.float64) @ xyz_from_scene
     return (np.asarray(linear_srgb, dtype=np.float32) @ m.T.astype(np.float32)).astype(np.float32)

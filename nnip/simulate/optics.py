@@ -386,7 +386,12 @@ def vignetting(image: np.ndarray, strength_ev: float, field: Field | None = None
 
 
 def _zone_psfs(params: LensParams, field: Field, height: int, width: int, zones: int) -> np.ndarray:
-    """(G, G, k, k, 3) node PSFs: per-channel diffraction convolved with the node's aberration."""
+    """(G, G, k, k, 3) node PSFs: per-channel diffraction convolved with the node's aberration.
+
+    Both kernels are integrated over the pixel aperture, so the aperture is counted twice
+    for the aberration part: an extra 1/12 px^2 of variance per axis, small next to the blur
+    it comes with, and absent where the aberration is 0 (its kernel is then the unit impulse).
+    """
     diffraction = diffraction_psfs(params.fnumber, params.pixel_pitch_um)
     aber_radius = min(_MAX_RADIUS_PX, math.ceil(3.0 * params.aberration_px + params.defocus_px))
     size = diffraction.shape[-1] + 2 * aber_radius

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_chart_dng
+from dev_scenes import write_chart_dng
 from nnip.core.engine import Engine
 from nnip.core.errors import ModelError
 from nnip.develop.demosaic import (
@@ -116,7 +116,7 @@ def test_network_demosaic_clips_balanced_input_to_model_range(demosaic_registry)
 
 
 def test_network_with_wrong_layout_is_refused(tmp_path: Path) -> None:
-    from conftest import install, nearest_demosaic_net
+    from dev_scenes import install, nearest_demosaic_net
 
     registry = install(tmp_path / "m", {"demosaic-bad": nearest_demosaic_net()}, task="demosaic")
     engine = Engine("cpu", threads=1, registry=registry)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (
+from dev_scenes import (
     CAM_FROM_XYZ,
     chart_linear_srgb,
     lab_of_linear_srgb,

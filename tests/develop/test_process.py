@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from conftest import needs_shared, patch_means, write_chart_dng
+from dev_scenes import needs_shared, patch_means, write_chart_dng
 from nnip.core import metadata
 from nnip.core.errors import InputError, RawDecodeError, UnsupportedFormatError
 from nnip.core.imageio import read_image
