@@ -44,7 +44,6 @@ __all__ = [
     "bilinear_bayer",
     "to_rggb_phase",
     "pack_rggb",
-    "cfa_preview",
     "libraw_demosaic",
     "nn_demosaic",
 ]
@@ -143,35 +142,6 @@ def pack_rggb(mosaic: np.ndarray) -> np.ndarray:
     """(H, W) RGGB mosaic with even sides -> (4, H/2, W/2) planes R, G1 (R rows), G2, B."""
     return np.stack([mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2],
                      mosaic[1::2, 1::2]]).astype(np.float32)
-
-
-def cfa_preview(mosaic: np.ndarray, cfa: np.ndarray | None) -> np.ndarray:
-    """Small linear camera RGB image: one pixel per colour-filter cell.
-
-    Parameters
-    ----------
-    mosaic : ndarray, float32, shape (H, W) or (H, W, C)
-        Normalised mosaic (or, for (H, W, C) data, already full colour).
-    cfa : ndarray of colour indices, shape (n, n), or None for (H, W, C) data
-        LibRaw colour indices (0 R, 1 G, 2 B, 3 second G).
-
-    Returns
-    -------
-    ndarray, float32, shape (H // n, W // n, 3)
-        Mean of each colour within each cell (white-balance estimates use it).
-    """
-    if cfa is None or mosaic.ndim == 3:
-        return np.asarray(mosaic[..., :3], dtype=np.float32)
-    n = cfa.shape[0]
-    height, width = (mosaic.shape[0] // n) * n, (mosaic.shape[1] // n) * n
-    cells = mosaic[:height, :width].reshape(height // n, n, width // n, n).transpose(0, 2, 1, 3)
-    colour = np.where(cfa == 3, 1, cfa)  # second green is green
-    out = np.zeros((height // n, width // n, 3), dtype=np.float32)
-    for c in range(3):
-        sites = colour == c
-        if sites.any():
-            out[..., c] = cells[..., sites].mean(axis=-1)
-    return out
 
 
 # --------------------------------------------------------------------------- LibRaw

@@ -35,7 +35,6 @@ from nnip.develop.demosaic import (
     DEMOSAIC_METHODS,
     LIBRAW_METHODS,
     bilinear_bayer,
-    cfa_preview,
     libraw_demosaic,
     nn_demosaic,
 )
@@ -252,7 +251,9 @@ def normalise_mosaic(raw: RawFrame) -> np.ndarray:
     elif raw.cfa_indices is not None:
         n = raw.cfa_indices.shape[0]
         reps = (-(-data.shape[0] // n), -(-data.shape[1] // n))
-        per_pixel = black[np.tile(raw.cfa_indices, reps)[: data.shape[0], : data.shape[1]]]
+        # LibRaw gives index 6 ("all colours") for a monochrome sensor: its black is black[0].
+        cell = np.where(raw.cfa_indices > 3, 0, raw.cfa_indices)
+        per_pixel = black[np.tile(cell, reps)[: data.shape[0], : data.shape[1]]]
     else:
         per_pixel = black[0]
     scale = np.float32(raw.white_level) - per_pixel

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image as PILImage
 
-from nnip import __version__
 from nnip.core import metadata
 from nnip.core.errors import UnsupportedFormatError
 from nnip.core.imageio import Image, ImageMeta, write_image

@@ -51,6 +51,7 @@ from nnip.core.errors import InputError, RawDecodeError
 __all__ = [
     "BAYER_PATTERNS",
     "RawFrame",
+    "bayer_letters",
     "read_raw",
     "libraw_version",
     "orientation_from_flip",
@@ -279,10 +280,12 @@ def _visible_cfa(raw) -> np.ndarray | None:
 
     if raw.raw_type != rawpy.RawType.Flat:
         return None
-    full = raw.raw_pattern  # relative to the full raw area's (0, 0)
+    try:
+        full = raw.raw_pattern  # relative to the full raw area's (0, 0)
+    except NotImplementedError:  # a filter layout rawpy cannot describe
+        return None
     if full is None:
         return None
-    n = full.shape[0]
     top, left = raw.sizes.top_margin, raw.sizes.left_margin
     return np.roll(full, (-top, -left), axis=(0, 1)).astype(np.uint8)
 

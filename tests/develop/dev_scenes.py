@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnip.core.models import Registry
 from nnip.develop import colour
 from nnip.raw.dng import write_dng
 
@@ -25,7 +24,7 @@ _TESTS = str(Path(__file__).resolve().parents[1])
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-from onnx_builders import OPSET, BuiltNet, install  # noqa: E402
+from onnx_builders import OPSET, BuiltNet, install  # noqa: E402,F401 (install: for conftest)
 
 SHARED_RAW = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "raw"
 

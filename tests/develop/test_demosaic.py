@@ -13,7 +13,6 @@ from nnip.core.errors import ModelError
 from nnip.develop.demosaic import (
     bayer_masks,
     bilinear_bayer,
-    cfa_preview,
     libraw_demosaic,
     nn_demosaic,
     pack_rggb,
@@ -86,12 +85,6 @@ def test_pack_rggb_order() -> None:
     packed = pack_rggb(mosaic)
     assert packed.shape == (4, 2, 2)
     assert [packed[i, 0, 0] for i in range(4)] == [0, 1, 4, 5]  # R, G1, G2, B
-
-
-def test_cfa_preview_means_per_cell() -> None:
-    mosaic = mosaic_of(np.broadcast_to(COLOUR, (6, 8, 3)), "GBRG")
-    cfa = np.array([[1, 2], [0, 3]])
-    np.testing.assert_allclose(cfa_preview(mosaic, cfa), np.broadcast_to(COLOUR, (3, 4, 3)))
 
 
 @pytest.mark.parametrize("pattern", BAYER_PATTERNS)
