@@ -246,6 +246,9 @@ def _read_with_rawpy(path: Path) -> RawFrame:
         cam_from_xyz = dng.get("cam_from_xyz")
         if cam_from_xyz is None:
             cam_from_xyz = _matrix_or_none(raw.rgb_xyz_matrix[:3])
+        for array in (cfa, cam_from_xyz):
+            if array is not None:
+                array.setflags(write=False)  # the frame is shared between stages
         other = raw.other
         lens = getattr(raw, "lens", None)  # rawpy >= 0.25
         return RawFrame(

@@ -323,3 +323,6 @@ register_task(
         default_data=("CBSD432", "T91", "photos"),
     )
 )
+
+# The raw tasks register themselves here, after every name above exists.
+from nnip.train import raw_tasks as _raw_tasks  # noqa: E402,F401

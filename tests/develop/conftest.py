@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dev_scenes import install, nearest_demosaic_net
+from dev_scenes import nearest_demosaic_net
+from onnx_builders import install
 from nnip.core.models import Registry
 
 

@@ -24,7 +24,7 @@ _TESTS = str(Path(__file__).resolve().parents[1])
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-from onnx_builders import OPSET, BuiltNet, install  # noqa: E402,F401 (install: for conftest)
+from onnx_builders import OPSET, BuiltNet  # noqa: E402
 
 SHARED_RAW = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "raw"
 

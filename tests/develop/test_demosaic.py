@@ -109,7 +109,8 @@ def test_network_demosaic_clips_balanced_input_to_model_range(demosaic_registry)
 
 
 def test_network_with_wrong_layout_is_refused(tmp_path: Path) -> None:
-    from dev_scenes import install, nearest_demosaic_net
+    from dev_scenes import nearest_demosaic_net
+    from onnx_builders import install
 
     registry = install(tmp_path / "m", {"demosaic-bad": nearest_demosaic_net()}, task="demosaic")
     engine = Engine("cpu", threads=1, registry=registry)
