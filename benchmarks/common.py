@@ -158,9 +158,13 @@ def run_measured(command: Sequence[str], *, env: dict[str, str] | None = None) -
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub Markdown table; cells are ``str()``-ed, numbers right-aligned."""
+    """A GitHub Markdown table; cells are ``str()``-ed; columns of numbers right-aligned."""
     def numeric(cell: object) -> bool:
-        return isinstance(cell, (int, float, np.floating, np.integer))
+        try:
+            float(str(cell))
+        except ValueError:
+            return False
+        return True
 
     align = ["---:" if rows and numeric(rows[0][i]) else "---" for i in range(len(headers))]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]

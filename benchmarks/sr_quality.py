@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import shlex
 import sys
@@ -214,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = "python benchmarks/sr_quality.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     print(f"2x SR, standard protocol (Y PSNR dB / SSIM, shave 2); {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, device {engine.device}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
+          f"device {engine.device}; load average {load} (wall-clock speed is only meaningful idle)")
     print(f"command: `{command}`\n")
     print(_table(rows, set_names))
     return 0

@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from common import Section, add_common_options, describe_model, load_models, markdown_table, publish, upscalers
 
-__all__ = ["render_edge", "edge_profile", "EdgeStats", "edge_stats", "main"]
+__all__ = ["render_edge", "edge_profile", "EdgeStats", "edge_stats", "measure", "main"]
 
 LOW, HIGH = 0.2, 0.8
 ANGLES = (0.0, 30.0, 45.0)
@@ -92,7 +91,7 @@ def edge_profile(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarra
     d = distance[keep]
     v = image.mean(axis=2)[keep].astype(np.float64)
     bins = np.floor(d / BIN).astype(np.int64)
-    labels, index = np.unique(bins, return_inverse=True)
+    _, index = np.unique(bins, return_inverse=True)
     counts = np.bincount(index)
     return np.bincount(index, d) / counts, np.bincount(index, v) / counts
 

@@ -37,7 +37,7 @@ from common import (
     upscalers,
 )
 
-__all__ = ["fidelity_psnr", "max_block_error", "smooth_scene", "noise_sigma", "main"]
+__all__ = ["fidelity_psnr", "max_block_error", "set_part", "smooth_scene", "noise_sigma", "noise_part", "main"]
 
 SETS = ("Set5", "Set14")
 PSNR_BAR = 45.0

@@ -30,7 +30,6 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from common import (
     Section, add_common_options, describe_model, load_models, markdown_table, publish, run_measured,

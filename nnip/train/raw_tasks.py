@@ -164,19 +164,22 @@ def malvar_packed_kernel() -> np.ndarray:
 
 
 def _zero_last_stage(block: ECB) -> None:
-    """Make an ECB (almost) the zero map: its edge branches keep their 1e-3 scales."""
+    """Make an ECB exactly the zero map; every zeroed factor still gets a gradient."""
     with torch.no_grad():
         for conv in (block.conv3, block.expand.conv):
             conv.weight.zero_()
             conv.bias.zero_()
+        for edge in block.edges:
+            edge.scale.zero_()
+            edge.bias.zero_()
 
 
 class DemosaicNet(nn.Module):
     """ECB body + learnable Malvar-initialised skip, both shuffled to full resolution.
 
     Input (N, 4, h, w) packed RGGB in [0, 1] (sRGB-encoded); output (N, 3, 2h, 2w), same
-    encoding, not clipped. At initialisation the body's tail is (nearly) zero, so the
-    network is Malvar's demosaic.
+    encoding, not clipped. At initialisation the body's tail is zero, so the network is
+    Malvar's demosaic.
 
     Parameters
     ----------
@@ -246,7 +249,9 @@ def _hue_rotation(angle: float) -> np.ndarray:
     return np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
 
 
-def colour_augment(rgb: np.ndarray, rng: np.random.Generator, saturation_max: float = 2.5) -> np.ndarray:
+def colour_augment(
+    rgb: np.ndarray, rng: np.random.Generator, saturation_max: float = 2.5
+) -> np.ndarray:
     """Random channel permutation, hue rotation and saturation boost, in linear light.
 
     Parameters
@@ -409,7 +414,8 @@ def psnr_rgb(prediction: np.ndarray, target: np.ndarray, border: int = 8) -> flo
     pred = np.clip(prediction, 0.0, 1.0).astype(np.float64)
     true = np.asarray(target, dtype=np.float64)
     if border:
-        pred, true = pred[:, border:-border, border:-border], true[:, border:-border, border:-border]
+        inside = (slice(None), slice(border, -border), slice(border, -border))
+        pred, true = pred[inside], true[inside]
     mse = float(np.mean((pred - true) ** 2))
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 

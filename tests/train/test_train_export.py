@@ -108,6 +108,8 @@ def test_export_model_writes_manifest_entry_and_metadata(tmp_path):
     assert first.metrics["val_psnr_db"] == 30.0
     assert loaded.scale == 2 and loaded.margin == 3
     assert loaded.gflop_per_mp == pytest.approx(2 * conv_macs_per_pixel(net.plain()) / 1e3, rel=1e-3)
+    for name in ("upscale-test.onnx", "manifest.json"):  # readable by others, like any file
+        assert (tmp_path / name).stat().st_mode & 0o044 == 0o044
     model = onnx.load(str(tmp_path / "upscale-test.onnx"))
     assert model.opset_import[0].version >= 17
     meta = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
