@@ -90,10 +90,14 @@ def _output_size(path: Path) -> tuple[int, int] | None:
             with tifffile.TiffFile(path) as tif:
                 shape = tif.pages[0].shape
             return int(shape[1]), int(shape[0])
+        import warnings  # noqa: PLC0415
+
         from PIL import Image as PILImage  # noqa: PLC0415
 
-        with PILImage.open(path) as picture:
-            return picture.size
+        with warnings.catch_warnings():  # a 96 MP output is no decompression bomb here
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as picture:
+                return picture.size
     except (OSError, ValueError, IndexError):
         return None
 

@@ -225,7 +225,10 @@ jobs_opt = click.option(
 )
 
 json_opt = click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON on stdout (one record per file)."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON on stdout (batch commands: one record per file, as it finishes).",
 )
 
 quiet_opt = click.option(

@@ -256,3 +256,27 @@ def test_installed_script_usage_error_exits_2() -> None:
     done = _nnups("upscale")
     assert done.returncode == 2
     assert "Missing argument" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_mid_write_exits_130_and_leaves_no_partial_file(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nnip.core.imageio as imageio
+
+    real_write = imageio.write_image
+
+    def write_then_interrupt(path, image, **kwargs):
+        real_write(path, image, **kwargs)
+        if ".b_x2" in Path(path).name:  # Ctrl-C while the second file is half written
+            with open(path, "r+b") as handle:
+                handle.truncate(Path(path).stat().st_size // 2)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(imageio, "write_image", write_then_interrupt)
+    srcs = [_photo(tmp_path / f"{name}.png", seed=i) for i, name in enumerate("abc")]
+    result = runner.invoke(cli, ["upscale", *map(str, srcs)])
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted: 1 of 3 files done\n"
+    assert _size(tmp_path / "a_x2.png") == (48, 32)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["a.png", "a_x2.png", "b.png", "c.png", "models"]  # nothing partial, no temp

@@ -497,7 +497,8 @@ def _process_one(
             reporter.notice(item.path, str(notice))
     except NnipError as exc:
         _fail(record, str(exc))
-        reporter.error(item.path, str(exc))
+        # a user's problem: one line; --debug shows where it was raised
+        reporter.error(item.path, str(exc), traceback.format_exc() if options.debug else None)
     except Exception as exc:  # a bug: say so, and keep going with the other files
         message = f"internal error: {type(exc).__name__}: {exc}"
         _fail(record, message)

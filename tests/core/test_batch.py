@@ -227,6 +227,9 @@ def test_failed_files_are_one_line_each_and_the_batch_goes_on(tmp_path: Path) ->
         return _copy_fn(src, dst)
 
     items = collect_inputs([bad, tmp_path / "missing.jpg", good])
+    _, _, err = _run(items, process, suffix="_x2", debug=True)  # --debug: where it came from
+    assert "Traceback (most recent call last)" in err and f"{bad}: truncated JPEG" in err
+    (tmp_path / "good_x2.jpg").unlink()
     result, out, err = _run(items, process, suffix="_x2", json=True)
     assert result.exit_code == EXIT_FAILED
     assert err.splitlines() == [
