@@ -1,6 +1,6 @@
 """``nnip``: develop camera RAW files with neural networks.
 
-``nnip develop IMG_0001.CR3`` writes ``IMG_0001_nnip.tif`` beside it; ``nnip models`` lists
+``nnip develop IMG_0001.CR3`` writes ``IMG_0001.tif`` beside it; ``nnip models`` lists
 every installed model. The command validates its options (choices and defaults come from
 :class:`nnip.develop.DevelopOptions` and the modules behind it), resolves the models
 directory and the device once, then hands every file to the batch runner, which calls
@@ -135,7 +135,7 @@ def models(ctx: click.Context, models_dir: Path | None, as_json: bool) -> None:
     show_default=True,
     help="Neural lens correction, or off.",
 )
-@suffix_opt("_nnip")
+@suffix_opt("")
 @engine_opts
 @batch_opts
 @click.pass_context

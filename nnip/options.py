@@ -141,8 +141,8 @@ def suffix_opt(default: str) -> Callable[[F], F]:
         default=default,
         show_default=True,
         callback=_check_suffix,
-        help="Added to the input's name: {stem}{suffix}.{ext}. Empty only with -o "
-        "another directory.",
+        help="Added to the input's name: {stem}{suffix}.{ext}. Empty needs -o another "
+        "directory when the extension stays the same.",
     )
 
 

@@ -76,7 +76,7 @@ def test_develop_writes_a_tiff_beside_the_raw(runner: CliRunner, tmp_path: Path)
     result = runner.invoke(cli, ["develop", str(src), "--demosaic", "bilinear", "--json"])
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
-    out = tmp_path / "IMG_0001_nnip.tif"
+    out = tmp_path / "IMG_0001.tif"
     with PILImage.open(out) as image:
         assert image.format == "TIFF" and image.size == (48, 32)
     record = json.loads(result.stdout)
@@ -95,7 +95,7 @@ def test_develop_with_the_network_demosaic(demosaic_models: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["models"] == ["demosaic-tiny"] and record["demosaic"] == "nn"
-    with PILImage.open(tmp_path / "x_nnip.png") as image:
+    with PILImage.open(tmp_path / "x.png") as image:
         assert image.format == "PNG" and image.mode == "RGB" and image.size == (48, 32)
 
 
@@ -109,8 +109,8 @@ def test_missing_demosaic_model_is_a_per_file_error(
     assert result.stderr.splitlines() == [f"{a}: {message}", f"{b}: {message}"]
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["status"] for r in records] == ["error", "error"]
-    assert records[0]["output"] == str(tmp_path / "x_nnip.tif")
-    assert not (tmp_path / "x_nnip.tif").exists() and _hidden(tmp_path) == []
+    assert records[0]["output"] == str(tmp_path / "x.tif")
+    assert not (tmp_path / "x.tif").exists() and _hidden(tmp_path) == []
 
 
 def test_bad_inputs_are_per_file_and_the_rest_goes_on(runner: CliRunner, tmp_path: Path) -> None:
@@ -128,8 +128,8 @@ def test_bad_inputs_are_per_file_and_the_rest_goes_on(runner: CliRunner, tmp_pat
     ]
     assert len(lines) == 3 and lines[2].startswith(f"{tmp_path / 'notes.CR3'}: ")
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
-    assert (tmp_path / "good_nnip.tif").exists()
-    assert not (tmp_path / "notes_nnip.tif").exists()
+    assert (tmp_path / "good.tif").exists()
+    assert not (tmp_path / "notes.tif").exists()
 
 
 def test_recursive_picks_raw_files_only(runner: CliRunner, tmp_path: Path) -> None:
@@ -143,13 +143,13 @@ def test_recursive_picks_raw_files_only(runner: CliRunner, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert [json.loads(l)["input"] for l in result.stdout.splitlines()] == list(map(str, raws))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "IMG_0001_nnip.tif", "IMG_0002_nnip.tif"
+        "IMG_0001.tif", "IMG_0002.tif"
     ]
 
 
 def test_existing_outputs(runner: CliRunner, tmp_path: Path) -> None:
     src = _dng(tmp_path / "x.dng")
-    out = tmp_path / "x_nnip.jpg"
+    out = tmp_path / "x.jpg"
     out.write_bytes(b"done before")
     base = ["develop", str(src), "--format", "jpeg", "--demosaic", "bilinear"]
     result = runner.invoke(cli, base)
@@ -171,7 +171,7 @@ def test_verbose_prints_device_and_pipeline_once(runner: CliRunner, tmp_path: Pa
     assert lines[0] == "nnip: device cpu; models none"
     assert any("demosaic: vng" in line for line in lines)
     assert sum("white balance" in line for line in lines) == 1
-    assert f"{srcs[1]}: ok -> {tmp_path / 'b_nnip.tif'}" in result.stderr
+    assert f"{srcs[1]}: ok -> {tmp_path / 'b.tif'}" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -188,7 +188,7 @@ def test_verbose_prints_device_and_pipeline_once(runner: CliRunner, tmp_path: Pa
         (["--denoise", "max"], "--denoise"),
         (["--highlights", "paint"], "--highlights"),
         (["--quality", "101"], "--quality"),
-        (["--suffix", ""], "empty --suffix"),
+        (["--suffix", "", "--format", "dng"], "empty --suffix"),
         (["--overwrite", "--skip-existing"], "--skip-existing"),
         (["--device", "abacus"], "--device"),
     ],
@@ -298,6 +298,6 @@ def test_installed_script_exit_codes(empty_models: Path, tmp_path: Path) -> None
     done = _nnip("develop", str(src), env=env)
     assert done.returncode == 1
     assert done.stderr == f"{src}: no model for task 'demosaic' installed in {empty_models}\n"
-    done = _nnip("develop", str(src), "--suffix", "", env=env)
+    done = _nnip("develop", str(src), "--suffix", "", "--format", "dng", env=env)
     assert done.returncode == 2 and "empty --suffix" in done.stderr
     assert "Traceback" not in done.stderr

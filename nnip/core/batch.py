@@ -231,16 +231,20 @@ def output_path(
     Raises
     ------
     OutputNameError
-        ``suffix`` is empty and the output directory is the input's own: the output would
-        replace the input or sit beside it under the same name.
+        ``suffix`` is empty, the output directory is the input's own and the extension
+        is the input's: the output would replace the input.
     """
     src = Path(input_path)
     directory = Path(output_dir) if output_dir is not None else src.parent
-    if not suffix and _same_dir(directory, src.parent):
+    extension = src.suffix.lstrip(".") if ext is None else ext.lstrip(".")
+    # An empty suffix beside the input is fine when the extension changes (x.CR3 -> x.tif,
+    # nnip develop's default); with the same extension the output would be the input.
+    if not suffix and _same_dir(directory, src.parent) and (
+        extension.lower() == src.suffix.lstrip(".").lower()
+    ):
         raise OutputNameError(
             "an empty --suffix needs an --output-dir other than the input's directory"
         )
-    extension = src.suffix.lstrip(".") if ext is None else ext.lstrip(".")
     name = f"{src.stem}{suffix}.{extension}" if extension else f"{src.stem}{suffix}"
     return directory / name
 

@@ -13,9 +13,9 @@ The denoise model contract (task ``denoise``):
   The network learns the correction (residual): at initialisation it is the identity.
 
 The noise map (:func:`sigma_map`, the one function training and inference both use):
-``sigma = sqrt(a * clip(box(x), 0, 1) + b)`` per packed channel, where ``box`` is the mean
-over a 5 x 5 neighbourhood of the packed plane (10 x 10 mosaic pixels; numpy ``reflect``
-borders) of the noisy input itself. Smoothing makes the signal estimate 25 times less noisy
+``sigma = sqrt(a * clip(box(x), 0, 1) + b)`` per packed channel (float32), where ``box`` is
+the mean over a 5 x 5 neighbourhood of the packed plane (10 x 10 mosaic pixels; borders
+reflected as numpy's ``reflect`` does) of the noisy input itself. Smoothing makes the signal estimate 25 times less noisy
 than the pixel, so the map tells the noise level, not the noise; with the shot-noise
 variance linear in the signal, the mean is the right statistic. (a, b) come from
 :func:`nnip.develop.noise.noise_params`.
@@ -104,7 +104,7 @@ def parse_denoise(value: str | float | None) -> float | None:
 
 
 def box_mean(planes: np.ndarray, radius: int = SIGMA_RADIUS) -> np.ndarray:
-    """Mean over a ``(2 radius + 1)^2`` square of each plane, borders reflected (numpy ``reflect``).
+    """Mean over a ``(2 radius + 1)^2`` square of each plane, borders reflected.
 
     Parameters
     ----------
@@ -113,21 +113,16 @@ def box_mean(planes: np.ndarray, radius: int = SIGMA_RADIUS) -> np.ndarray:
     Returns
     -------
     ndarray, float32, shape (C, H, W)
-        Exact box mean (cumulative sums in float64).
+        scipy's ``uniform_filter`` in ``mirror`` mode (numpy's ``reflect``: the edge sample
+        is not repeated), which sums in double precision.
     """
-    data = np.asarray(planes, dtype=np.float64)
+    from scipy import ndimage
+
+    data = np.asarray(planes, dtype=np.float32)
     if radius <= 0:
-        return data.astype(np.float32)
+        return data.copy()
     size = 2 * radius + 1
-    mode = "reflect" if min(data.shape[1:]) > radius else "symmetric"
-    padded = np.pad(data, ((0, 0), (radius, radius), (radius, radius)), mode=mode)
-    for axis in (1, 2):
-        total = np.cumsum(padded, axis=axis)
-        total = np.concatenate([np.zeros_like(total.take([0], axis=axis)), total], axis=axis)
-        n = total.shape[axis]
-        padded = (total.take(range(size, n), axis=axis)
-                  - total.take(range(0, n - size), axis=axis)) / size
-    return padded.astype(np.float32)
+    return ndimage.uniform_filter(data, size=(1, size, size), mode="mirror")
 
 
 def sigma_map(
@@ -152,13 +147,16 @@ def sigma_map(
     ndarray, float32, shape (channels, h, w)
         Noise standard deviation in white-level units, >= :data:`SIGMA_FLOOR`.
     """
-    signal = np.clip(box_mean(packed, radius), 0.0, 1.0)
-    variance = params.a * signal.astype(np.float64) + params.b
-    if channels == 1:
-        variance = variance.mean(axis=0, keepdims=True)
-    elif channels != 4:
+    if channels not in (1, 4):
         raise ValueError(f"a noise map has 4 or 1 channels, not {channels}")
-    return np.maximum(np.sqrt(variance), SIGMA_FLOOR).astype(np.float32)
+    variance = box_mean(packed, radius)  # the signal estimate, then (in place) its variance
+    np.clip(variance, 0.0, 1.0, out=variance)
+    variance *= np.float32(params.a)
+    variance += np.float32(params.b)
+    if channels == 1:
+        variance = variance.mean(axis=0, keepdims=True, dtype=np.float32)
+    sigma = np.sqrt(variance, out=variance)
+    return np.maximum(sigma, np.float32(SIGMA_FLOOR), out=sigma)
 
 
 def unpack_rggb(packed: np.ndarray) -> np.ndarray:

@@ -281,9 +281,12 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
 
     checkpoint = _read_last(options)
     if checkpoint is not None and dict(checkpoint["config"]) != dict(config):
-        # A run keeps the network it started with: its checkpoint's config wins.
-        log.info("--resume: using the run's own config, not the one given")
-        config = dict(checkpoint["config"])
+        # A run keeps the network it started with: its checkpoint's config wins. Keys the
+        # run did not know yet (knobs added to the task since) come from the given config.
+        added = sorted(set(config) - set(checkpoint["config"]))
+        log.info("--resume: using the run's own config, not the one given%s",
+                 f" (new keys taken: {', '.join(added)})" if added else "")
+        config = {**dict(config), **dict(checkpoint["config"])}
     model = task.build_model(config).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=float(config["lr"]), weight_decay=float(config.get("weight_decay", 0.0))

@@ -183,6 +183,8 @@ UPSCALE_CONFIGS: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "loss": "l1",
         "bicubic_fraction": 0.7,
+        "defocus_fraction": 0.15,
+        "defocus_max_px": 6.0,
         "flat_threshold": 0.03,
         "flat_keep": 0.1,
         "holdout_every": 40,
@@ -205,6 +207,8 @@ UPSCALE_CONFIGS: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "loss": "l1",
         "bicubic_fraction": 0.7,
+        "defocus_fraction": 0.15,
+        "defocus_max_px": 6.0,
         "flat_threshold": 0.03,
         "flat_keep": 0.1,
         "holdout_every": 40,
@@ -238,14 +242,38 @@ def _simulated_upscale_pair():
     return upscale_pair
 
 
-class _UpscaleDegrade:
-    """Picklable degradation for the worker: protocol bicubic, or the simulation's mix."""
+def defocus(hr: np.ndarray, radius: float) -> np.ndarray:
+    """``hr`` (H, W, 3) blurred by a uniform disk of ``radius`` HR pixels, reflect borders."""
+    from scipy import ndimage  # noqa: PLC0415 (training-only dependency)
 
-    def __init__(self, bicubic_fraction: float) -> None:
+    r = int(np.ceil(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (np.hypot(yy, xx) <= radius).astype(np.float32)
+    disk /= disk.sum()
+    return np.stack(
+        [ndimage.convolve(hr[..., c], disk, mode="reflect") for c in range(hr.shape[2])], axis=-1
+    )
+
+
+class _UpscaleDegrade:
+    """Picklable degradation for the worker: protocol bicubic, or the simulation's mix.
+
+    A ``defocus_fraction`` of the teachers is first blurred by a defocus disk, so the network
+    sees out-of-focus content whose truth is out of focus too: it learns to keep such
+    regions smooth instead of inventing detail (the "no invented detail" bar).
+    """
+
+    def __init__(
+        self, bicubic_fraction: float, defocus_fraction: float = 0.0, defocus_max_px: float = 6.0
+    ) -> None:
         self.bicubic_fraction = bicubic_fraction
+        self.defocus_fraction = defocus_fraction
+        self.defocus_max_px = defocus_max_px
         self.simulated = _simulated_upscale_pair() is not None
 
     def __call__(self, hr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if rng.random() < self.defocus_fraction:
+            hr = defocus(hr.astype(np.float32), rng.uniform(1.0, self.defocus_max_px))
         if self.simulated and rng.random() >= self.bicubic_fraction:
             upscale_pair = _simulated_upscale_pair()
             # bicubic_fraction=0: this draw is already the non-bicubic share.
@@ -281,11 +309,16 @@ def _build_upscale_data(
     teachers = cache.get_all(train_paths, min_size=crop)
     val = _upscale_val(cache.get_all(val_paths, min_size=32), int(config["val_crop"]))
     sampler = PatchSampler(teachers, float(config["flat_threshold"]), float(config["flat_keep"]))
-    degrade = _UpscaleDegrade(float(config["bicubic_fraction"]))
+    degrade = _UpscaleDegrade(
+        float(config["bicubic_fraction"]),
+        float(config.get("defocus_fraction", 0.0)),
+        float(config.get("defocus_max_px", 6.0)),
+    )
     dataset = PairBatches(sampler, degrade, int(config["batch"]), patch, crop, seed)
     megapixels = sum(t.shape[0] * t.shape[1] for t in teachers) / 1e6
     mix = (
-        f"bicubic {config['bicubic_fraction']:.2f} + nnip.simulate.pairs.upscale_pair"
+        f"bicubic {config['bicubic_fraction']:.2f} + nnip.simulate.pairs.upscale_pair; "
+        f"defocused teachers {config.get('defocus_fraction', 0.0):.2f}"
         if degrade.simulated
         else "bicubic only (nnip.simulate.pairs not available)"
     )

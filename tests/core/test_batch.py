@@ -121,9 +121,15 @@ def test_output_name_is_stem_suffix_ext(tmp_path: Path) -> None:
 def test_empty_suffix_in_the_input_directory_is_refused(tmp_path: Path) -> None:
     src = _touch(tmp_path / "photo.jpg")
     with pytest.raises(OutputNameError, match="empty --suffix"):
-        output_path(src, output_dir=None, suffix="", ext="png")
+        output_path(src, output_dir=None, suffix="", ext="JPG")
     with pytest.raises(OutputNameError):
         output_path(src, output_dir=tmp_path / ".", suffix="", ext=None)
+
+
+def test_empty_suffix_beside_the_input_with_another_extension(tmp_path: Path) -> None:
+    """nnip develop's default: x.CR3 -> x.tif in the same directory."""
+    src = _touch(tmp_path / "IMG_0001.CR3")
+    assert output_path(src, output_dir=None, suffix="", ext="tif") == tmp_path / "IMG_0001.tif"
 
 
 def test_output_that_is_another_input_or_taken_twice_is_a_per_file_error(tmp_path: Path) -> None:
