@@ -30,6 +30,7 @@ from nnip.options import (
     format_opt,
     inputs_arg,
     json_opt,
+    markdown_opt,
     models_dir_opt,
     quality_opt,
     reporting_errors,
@@ -72,10 +73,11 @@ def cli() -> None:
 @cli.command()
 @models_dir_opt
 @json_opt
+@markdown_opt
 @click.pass_context
-def models(ctx: click.Context, models_dir: Path | None, as_json: bool) -> None:
+def models(ctx: click.Context, models_dir: Path | None, as_json: bool, markdown: bool) -> None:
     """List every installed model (all tasks)."""
-    show_models(ctx, models_dir, None, as_json)
+    show_models(ctx, models_dir, None, as_json, markdown)
 
 
 @cli.command()

@@ -90,6 +90,7 @@ __all__ = [
     "collect_and_check",
     "execute_batch",
     "show_models",
+    "markdown_opt",
     "version_text",
     "run_main",
 ]
@@ -408,21 +409,17 @@ def execute_batch(
 # --------------------------------------------------------------------------- models
 
 
-def _metrics_text(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in metrics.items()) or "-"
+markdown_opt = click.option(
+    "--markdown", is_flag=True, help="Print a Markdown table (as in the README)."
+)
 
 
-def _params_text(params: int) -> str:
-    if params >= 1_000_000:
-        return f"{params / 1e6:.1f}M"
-    if params >= 1_000:
-        return f"{params / 1e3:.1f}k"
-    return str(params)
-
-
-def show_models(ctx: click.Context, models_dir: Path | None, task: str | None, as_json: bool) -> None:
+def show_models(
+    ctx: click.Context, models_dir: Path | None, task: str | None, as_json: bool,
+    markdown: bool = False,
+) -> None:
     """Print the manifest's models (those serving ``task``, or all) as a table or JSON."""
-    from nnip.core.models import Registry
+    from nnip.core.models import Registry, models_table
 
     with reporting_errors(ctx):
         registry = Registry(models_dir)
@@ -434,15 +431,8 @@ def show_models(ctx: click.Context, models_dir: Path | None, task: str | None, a
         what = f"{task} models" if task else "models"
         click.echo(f"no {what} installed in {registry.models_dir}", err=True)
         return
-    header = ("name", "task", "version", "GFLOP/MP", "params", "metrics")
-    rows = [
-        (s.name, s.task, s.version, f"{s.gflop_per_mp:g}", _params_text(s.params), _metrics_text(dict(s.metrics)))
-        for s in specs
-    ]
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
-    for row in (header, *rows):
-        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
-        click.echo("  ".join([*cells, row[-1]]).rstrip())
+    for line in models_table(specs, markdown=markdown):
+        click.echo(line)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -13,8 +13,9 @@ The fidelity step (:func:`enforce_fidelity`) is iterative back-projection:
 2. One exact step: ``out += nearest_up(r)``, which makes every block mean equal to the
    input pixel. It is applied to the small residual left by step 1, so its 2 x 2 pattern
    stays far below visibility. With clipping to [0, 1] (integer outputs) each block whose
-   values leave the range is solved exactly: ``clip(v + c)`` with the scalar ``c`` found by
-   bisection, the Euclidean projection onto "block mean = input, values in [0, 1]".
+   values leave the range is solved exactly: ``clip(v + c)`` with the scalar ``c`` found
+   in closed form (the block mean is piecewise linear in ``c``), the Euclidean projection
+   onto "block mean = input, values in [0, 1]".
 
 Measured (Set5 + the first 6 Set14 images; input = HR area-downscaled and rounded to 8 bits;
 PSNR over RGB, 4-pixel border excluded; "network" = cubic, or cubic sharpened by unsharp
@@ -33,7 +34,26 @@ The exact step costs nothing in PSNR and guarantees fidelity; the smooth rounds 
 shrink what the exact step must add (from up to 35/255 to at most 8/255, at the sharpest
 edges), which is what keeps its 2 x 2 pattern invisible. A smooth pre-filter (inverting the
 [1/8, 3/4, 1/8] blur) converged faster but changed PSNR by < 0.01 dB: not worth the code.
-Cost: about 1 s per input megapixel on one CPU core.
+
+Bands. A 24 MP input makes a 96 MP output (1.15 GB as float32), so nothing else of that
+size may exist at the same time. ``upscale_image`` works in horizontal bands of input rows
+and pastes each band's valid centre (its *core*) into one preallocated output. The result
+equals the whole-image computation to float rounding because every step is local, with a
+reach known in input rows:
+
+- the network: ``spec.margin`` (the engine reflects at the band's edge, like at the image's;
+  the rows that reflection spoils are never kept);
+- the cubic blend (strength < 1): 2 (Keys cubic taps);
+- the fidelity step: one row per smooth round (bilinear taps reach one input pixel); the
+  exact step and the clip projection act on single blocks.
+
+So a band's fidelity step runs on its core plus ``smooth_steps`` rows each side, and the
+network on that plus ``margin`` rows. By default a band is one engine tile row (its rows,
+the engine's own reflected margin included, fit in ``tile``), which keeps the rows computed
+twice to ~5 % of the network's work.
+
+Cost of the fidelity step: about 0.15 s per input megapixel on one CPU core (float32,
+in-place, no full-size temporaries beyond one half-size buffer per smooth round).
 
 ``strength`` blends the network output with :func:`classical_upscale` (Keys cubic, a = -0.5)
 before the fidelity step: 0 gives a plain (but still faithful) cubic upscale.
@@ -41,23 +61,28 @@ before the fidelity step: 0 gives a plain (but still faithful) cubic upscale.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from nnip.core.imageio import Image
 from nnip.core.models import ModelSpec
+from nnip.core.tiling import align_up, min_tile, plan_tiles
 
 if TYPE_CHECKING:  # the engine imports onnxruntime lazily; typing only
     from nnip.core.engine import Engine
 
 __all__ = [
     "upscale_image",
+    "Band",
+    "plan_bands",
+    "default_band_rows",
     "classical_upscale",
     "smooth_upsample",
     "area_downscale",
     "enforce_fidelity",
+    "SMOOTH_STEPS",
 ]
 
 ProgressFn = Callable[[int, int], None]
@@ -65,7 +90,16 @@ Kernel = Callable[[np.ndarray], np.ndarray]  # 1-D interpolation kernel of the d
 
 #: Bilinear back-projection rounds before the exact step (see the module docstring).
 SMOOTH_STEPS = 3
-_BISECTION_ROUNDS = 32  # the bracket is at most ~3 wide: 3 / 2**32 < 1e-9
+#: Input pixels each resampler reaches on either side (bilinear: 1, Keys cubic: 2).
+_SMOOTH_REACH = 1
+_CUBIC_REACH = 2
+#: Bands never get fewer input rows than this (tiny tiles would make slivers).
+MIN_BAND_ROWS = 64
+#: Nor more input pixels than this: a band's few float32 temporaries at the output size
+#: (s*s*3*4 bytes per input pixel each, ~290 MB at 6 MP) bound the memory beyond the output.
+MAX_BAND_PIXELS = 6_000_000
+#: Blocks the clip projection solves at once.
+_PROJECT_CHUNK = 1 << 17
 
 
 def upscale_image(
@@ -76,6 +110,7 @@ def upscale_image(
     strength: float = 1.0,
     tile: int | None = None,
     progress: ProgressFn | None = None,
+    band_rows: int | None = None,
 ) -> Image:
     """Upscale ``image`` by ``spec.scale`` with the model, then enforce fidelity.
 
@@ -90,7 +125,13 @@ def upscale_image(
         the same channels at ``spec.scale`` times the size.
     strength : float
         0..1; the share of the network's output against the cubic upscale.
-    tile, progress : passed to the engine.
+    tile : int, optional
+        Engine context tile edge (None: the engine's default); also sets the band height.
+    progress : callable, optional
+        ``progress(done, total)`` after each engine tile, counted over all bands.
+    band_rows : int, optional
+        Input rows per band; None: :func:`default_band_rows`. Any value gives the same
+        result to float rounding; it only trades memory for repeated network rows.
 
     Returns
     -------
@@ -107,19 +148,153 @@ def upscale_image(
     if scale < 2:
         raise ValueError(f"model {spec.name!r} has scale {scale}; an upscaler needs >= 2")
     reference = image.pixels
+    height, width, channels = reference.shape
+    tile = engine.default_tile if tile is None else tile
+    rows = band_rows or default_band_rows(tile, spec, width)
+    bands = plan_bands(height, rows, spec, smooth_steps=SMOOTH_STEPS)
+    use_network = strength > 0.0
+    report = _BandProgress(bands, spec, width, tile, channels, progress) if use_network else None
     clip = image.meta.bit_depth != 32
-    if strength >= 1.0:
-        blended = _network_upscale(reference, engine, spec, tile, progress)
-    elif strength <= 0.0:
-        blended = classical_upscale(reference, scale)
-    else:
-        detail = _network_upscale(reference, engine, spec, tile, progress)
-        blended = strength * detail + (1.0 - strength) * classical_upscale(reference, scale)
-    pixels = enforce_fidelity(blended, reference, scale, clip=clip)
-    alpha = None
-    if image.alpha is not None:
-        alpha = np.clip(classical_upscale(image.alpha, scale), 0.0, 1.0)
+    pixels = np.empty((scale * height, scale * width, channels), dtype=np.float32)
+    for index, band in enumerate(bands):
+        band_progress = report.for_band(index) if report is not None else None
+        core = _upscale_band(reference, band, engine, spec, strength, tile, band_progress, clip)
+        pixels[scale * band.core[0] : scale * band.core[1]] = core
+    alpha = None if image.alpha is None else _upscale_alpha(image.alpha, scale, bands)
     return Image(pixels=pixels, alpha=alpha, meta=replace(image.meta, notices=()))
+
+
+# --------------------------------------------------------------------------- bands
+
+
+@dataclass(frozen=True)
+class Band:
+    """Input rows ``[start, stop)`` of one band, at three depths.
+
+    ``core``: the rows this band writes (the cores partition the image). ``fidelity``: the
+    rows the fidelity step and the blend run on (core plus the fidelity step's reach).
+    ``network``: the rows fed to the network (fidelity rows plus the network's and the
+    cubic's reach). All clipped to the image; ``network`` starts on the model's ``align``.
+    """
+
+    core: tuple[int, int]
+    fidelity: tuple[int, int]
+    network: tuple[int, int]
+
+
+def default_band_rows(tile: int, spec: ModelSpec, width: int) -> int:
+    """Input rows per band: one engine tile row, bounded by :data:`MAX_BAND_PIXELS`.
+
+    The engine pads the band's network rows by ``margin`` again on each side, so a band
+    whose core is ``tile - 2 * (2 * margin + smooth_steps)`` rows gives the engine exactly
+    ``tile`` rows: one tile row, and the fewest rows computed twice for that tile.
+    """
+    pad = align_up(spec.margin, spec.align)
+    rows = tile - 2 * (2 * max(pad, _CUBIC_REACH) + SMOOTH_STEPS * _SMOOTH_REACH)
+    rows = min(rows, MAX_BAND_PIXELS // max(width, 1))
+    return max(align_up(rows, spec.align) if rows > 0 else 0, MIN_BAND_ROWS)
+
+
+def plan_bands(height: int, rows: int, spec: ModelSpec, *, smooth_steps: int = SMOOTH_STEPS) -> list[Band]:
+    """Split ``height`` input rows into near-equal bands of at most ``rows`` core rows.
+
+    Core boundaries are multiples of ``spec.align`` (the network then sees the same
+    alignment as on the whole image). Returns the bands top to bottom.
+    """
+    if height < 1 or rows < 1:
+        raise ValueError(f"cannot split {height} rows into bands of {rows}")
+    align = spec.align
+    units = -(-height // align)
+    count = -(-units // max(rows // align, 1))
+    base, extra = divmod(units, count)
+    fidelity_reach = smooth_steps * _SMOOTH_REACH
+    network_reach = max(spec.margin, _CUBIC_REACH)
+    bands, start = [], 0
+    for i in range(count):
+        stop = min(start + (base + (i < extra)) * align, height)
+        fid = (max(start - fidelity_reach, 0), min(stop + fidelity_reach, height))
+        net_start = max(fid[0] - network_reach, 0) // align * align
+        bands.append(Band((start, stop), fid, (net_start, min(fid[1] + network_reach, height))))
+        start = stop
+    return bands
+
+
+class _BandProgress:
+    """Turns each band's engine ``progress(done, total)`` into one count over all bands."""
+
+    def __init__(self, bands: list[Band], spec: ModelSpec, width: int, tile: int,
+                 channels: int, progress: ProgressFn | None) -> None:
+        # A 1-channel model runs once per colour channel (see _network_upscale).
+        runs = channels if spec.inputs[0].channels == 1 else 1
+        # A tile below the minimum is the engine's to refuse (a ModelError for the user),
+        # on the first band; nothing is counted then.
+        fits = tile >= min_tile(spec.margin, spec.align)
+        self._counts = [
+            runs * len(plan_tiles(b.network[1] - b.network[0], width, tile, spec.margin, spec.align))
+            if fits else 0
+            for b in bands
+        ]
+        self._total = sum(self._counts)
+        self._progress = progress
+
+    def for_band(self, index: int) -> ProgressFn | None:
+        if self._progress is None:
+            return None
+        offset, report = sum(self._counts[:index]), self._progress
+        done = [0]  # tiles of this band, over all its engine runs
+
+        def band_progress(_done: int, _total: int) -> None:
+            done[0] += 1
+            report(offset + done[0], self._total)
+
+        return band_progress
+
+
+def _upscale_band(
+    reference: np.ndarray,
+    band: Band,
+    engine: Engine,
+    spec: ModelSpec,
+    strength: float,
+    tile: int,
+    progress: ProgressFn | None,
+    clip: bool,
+) -> np.ndarray:
+    """The finished output rows of ``band.core``: float32 (s * core rows, s * W, C)."""
+    scale = int(spec.scale)
+    f0, f1 = band.fidelity
+    blended = None
+    if strength > 0.0:
+        n0, n1 = band.network
+        detail = _network_upscale(reference[n0:n1], engine, spec, tile, progress)
+        blended = detail[scale * (f0 - n0) : scale * (f1 - n0)]  # a view: rows are contiguous
+    if strength < 1.0:
+        cubic = _cubic_rows(reference, f0, f1, scale)
+        if blended is None:
+            blended = cubic
+        else:
+            blended *= np.float32(strength)
+            cubic *= np.float32(1.0 - strength)
+            blended += cubic
+    out = _fidelity_in_place(blended, reference[f0:f1], scale, SMOOTH_STEPS, True, clip)
+    c0, c1 = band.core
+    return out[scale * (c0 - f0) : scale * (c1 - f0)]
+
+
+def _cubic_rows(pixels: np.ndarray, start: int, stop: int, scale: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of ``classical_upscale(pixels)``, from those rows plus its reach."""
+    g0, g1 = max(start - _CUBIC_REACH, 0), min(stop + _CUBIC_REACH, pixels.shape[0])
+    up = classical_upscale(pixels[g0:g1], scale)
+    return np.ascontiguousarray(up[scale * (start - g0) : scale * (stop - g0)])
+
+
+def _upscale_alpha(alpha: np.ndarray, scale: int, bands: list[Band]) -> np.ndarray:
+    """Cubic-upscaled alpha clipped to [0, 1], float32 (s*H, s*W), band by band."""
+    out = np.empty((scale * alpha.shape[0], scale * alpha.shape[1]), dtype=np.float32)
+    for band in bands:
+        rows = out[scale * band.core[0] : scale * band.core[1]]
+        np.clip(_cubic_rows(alpha, *band.core, scale), 0.0, 1.0, out=rows)
+    return out
 
 
 def _network_upscale(
@@ -132,7 +307,8 @@ def _network_upscale(
     """The model's output for ``pixels`` (H, W, C) as float32 (s*H, s*W, C), model units undone.
 
     A grey image is replicated to a 3-channel model's input and its output averaged back;
-    an RGB image on a 1-channel model runs channel by channel.
+    an RGB image on a 1-channel model runs channel by channel. The result is C-contiguous
+    (the fidelity step works on row views of it).
     """
     tensor = spec.inputs[0]
     low, high = (float(v) for v in tensor.range)
@@ -140,6 +316,7 @@ def _network_upscale(
     # step restores the true block means afterwards).
     scaled = np.clip(pixels, 0.0, 1.0) * np.float32(high - low) + np.float32(low)
     chw = np.ascontiguousarray(np.moveaxis(scaled, -1, 0), dtype=np.float32)
+    del scaled
     channels = pixels.shape[2]
     if tensor.channels == channels:
         outputs = [_run(engine, spec, chw, tile, progress)]
@@ -152,9 +329,15 @@ def _network_upscale(
             f"model {spec.name!r} takes {tensor.channels} channels; cannot feed a {channels}-channel image"
         )
     out = np.concatenate(outputs, axis=0) if len(outputs) > 1 else outputs[0]
+    del outputs
+    hwc = np.empty(out.shape[1:] + out.shape[:1], dtype=np.float32)
+    hwc[...] = np.moveaxis(out, 0, -1)  # one transposing copy, into HWC memory order
+    del out
     out_low, out_high = (float(v) for v in spec.outputs[0].range)
-    hwc = np.moveaxis(out, 0, -1).astype(np.float32)
-    return (hwc - np.float32(out_low)) / np.float32(out_high - out_low)
+    if (out_low, out_high) != (0.0, 1.0):
+        hwc -= np.float32(out_low)
+        hwc *= np.float32(1.0 / (out_high - out_low))
+    return hwc
 
 
 def _run(
@@ -251,7 +434,55 @@ def smooth_upsample(pixels: np.ndarray, scale: int = 2) -> np.ndarray:
     Its area-downscale is a mild blur of the input (kernel [1/8, 3/4, 1/8] per axis for
     scale 2): the smooth half of the fidelity correction.
     """
-    return _upsample(pixels, scale, _triangle, 1)
+    values = np.asarray(pixels, dtype=np.float32)
+    grid = values.reshape(values.shape[:2] + (-1,))
+    height, width, channels = grid.shape
+    out = np.zeros((scale * height, scale * width, channels), dtype=np.float32)
+    _add_smooth(out.reshape(height, scale, width, scale, channels), grid, scale)
+    return out.reshape((scale * height, scale * width) + values.shape[2:])
+
+
+def _shifted_sum(values: np.ndarray, axis: int, offsets: np.ndarray, weights: np.ndarray,
+                 out: np.ndarray) -> None:
+    """``out = sum_k weights[k] * values[i + offsets[k]]`` along ``axis``, edge repeated.
+
+    Repeating the edge sample is the symmetric border for taps at most one pixel away,
+    which is all the bilinear kernel has.
+    """
+    src, dst = np.moveaxis(values, axis, 0), np.moveaxis(out, axis, 0)
+    dst[...] = 0.0
+    for offset, weight in zip(offsets.tolist(), weights.tolist()):
+        if weight == 0.0:
+            continue
+        if abs(offset) > 1:
+            raise ValueError(f"tap offset {offset} is beyond the repeated edge sample")
+        w = np.float32(weight)
+        if offset == 0:
+            dst += w * src
+        elif offset < 0:  # dst[i] takes src[i - 1]; the first row takes src[0]
+            dst[1:] += w * src[:-1]
+            dst[:1] += w * src[:1]
+        else:  # dst[i] takes src[i + 1]; the last row takes src[-1]
+            dst[:-1] += w * src[1:]
+            dst[-1:] += w * src[-1:]
+
+
+def _add_smooth(out5: np.ndarray, residual: np.ndarray, scale: int) -> None:
+    """``out5 += bilinear_up(residual)`` in place, one output row phase at a time.
+
+    ``out5`` is the output viewed as (H, s, W, s, C); ``out5[:, py]`` holds the output rows
+    of phase ``py`` and is C-contiguous per row, so each phase's update is one half-size
+    temporary and one add over contiguous rows (no full-size upsampled copy).
+    """
+    height, _, width, _, channels = out5.shape
+    offsets, weights = _phase_weights(scale, _triangle, _SMOOTH_REACH)
+    rows = np.empty((height, width, channels), dtype=np.float32)
+    part = np.empty((height, width, scale, channels), dtype=np.float32)
+    for py in range(scale):
+        _shifted_sum(residual, 0, offsets[py], weights[py], rows)
+        for px in range(scale):
+            _shifted_sum(rows, 1, offsets[px], weights[px], part[:, :, px])
+        out5[:, py] += part
 
 
 def area_downscale(pixels: np.ndarray, factor: int = 2) -> np.ndarray:
@@ -270,16 +501,26 @@ def area_downscale(pixels: np.ndarray, factor: int = 2) -> np.ndarray:
     height, width = pixels.shape[:2]
     if height % factor or width % factor:
         raise ValueError(f"size {width}x{height} is not a multiple of {factor}")
-    # Strided sums: far faster than a mean over non-adjacent axes of a reshaped view.
-    total = np.zeros((height // factor, width // factor) + pixels.shape[2:], dtype=np.float32)
-    for dy in range(factor):
-        for dx in range(factor):
-            total += pixels[dy::factor, dx::factor]
-    return total * np.float32(1.0 / (factor * factor))
+    values = np.asarray(pixels)
+    out5 = values.reshape(height // factor, factor, width // factor, factor, -1)
+    total = _block_sums(out5)
+    total *= np.float32(1.0 / (factor * factor))
+    return total.reshape((height // factor, width // factor) + values.shape[2:])
 
 
-def _nearest_upsample(pixels: np.ndarray, scale: int) -> np.ndarray:
-    return np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)
+def _block_sums(out5: np.ndarray) -> np.ndarray:
+    """Sum of each block of ``out5`` (h, s, W, s, C): float32 (h, W, C).
+
+    Rows first (contiguous half-size sums), then the column phases of the small result:
+    far faster than a reduction over non-adjacent axes.
+    """
+    rows = out5[:, 0].astype(np.float32, copy=True)
+    for py in range(1, out5.shape[1]):
+        rows += out5[:, py]
+    total = rows[:, :, 0].copy()
+    for px in range(1, out5.shape[3]):
+        total += rows[:, :, px]
+    return total
 
 
 # --------------------------------------------------------------------------- fidelity
@@ -299,11 +540,13 @@ def enforce_fidelity(
     Parameters
     ----------
     upscaled : np.ndarray
-        float (s*H, s*W[, C]), any source (network, cubic, a blend).
+        float (s*H, s*W[, C]), any source (network, cubic, a blend); not modified.
     reference : np.ndarray
         (H, W[, C]), the input the result must stay faithful to.
     smooth_steps : int
-        Rounds of bilinear back-projection (seamless, leaves a small residual).
+        Rounds of bilinear back-projection (seamless, leaves a small residual). Each
+        reaches one more input pixel: an output block depends on ``reference`` and
+        ``upscaled`` at most ``smooth_steps`` input pixels away.
     exact : bool
         Finish with the exact per-block step (block means equal ``reference``).
     clip : bool
@@ -312,46 +555,88 @@ def enforce_fidelity(
     Returns
     -------
     np.ndarray
-        float32, the shape of ``upscaled``.
+        float32, C-contiguous, the shape of ``upscaled``.
     """
-    target = np.clip(reference, 0.0, 1.0) if clip else reference
-    target = np.asarray(target, dtype=np.float32)
-    out = np.array(upscaled, dtype=np.float32, copy=True)
-    if out.shape[:2] != (target.shape[0] * scale, target.shape[1] * scale):
-        raise ValueError(f"upscaled {out.shape} is not {scale} x reference {target.shape}")
+    out = np.array(upscaled, dtype=np.float32, copy=True, order="C")
+    return _fidelity_in_place(out, reference, scale, smooth_steps, exact, clip)
+
+
+def _fidelity_in_place(
+    out: np.ndarray, reference: np.ndarray, scale: int, smooth_steps: int, exact: bool, clip: bool
+) -> np.ndarray:
+    """:func:`enforce_fidelity` on a C-contiguous float32 ``out``, overwritten and returned."""
+    if out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError("the fidelity step works in place on a C-contiguous float32 array")
+    target = np.asarray(reference, dtype=np.float32)
+    target = target.reshape(target.shape[:2] + (-1,))  # (H, W, C) for the block views
+    if clip:
+        target = np.clip(target, 0.0, 1.0)
+    height, width, channels = target.shape
+    if out.shape[:2] != (height * scale, width * scale) or out.size != target.size * scale**2:
+        raise ValueError(f"upscaled {out.shape} is not {scale} x reference {reference.shape}")
+    out5 = out.reshape(height, scale, width, scale, channels)  # a view: out is contiguous
+    norm = np.float32(1.0 / (scale * scale))
     for _ in range(smooth_steps):
-        out += smooth_upsample(target - area_downscale(out, scale), scale)
+        _add_smooth(out5, _residual(out5, target, norm), scale)
         if clip:
             np.clip(out, 0.0, 1.0, out=out)
     if exact:
-        out += _nearest_upsample(target - area_downscale(out, scale), scale)
+        out5 += _residual(out5, target, norm)[:, None, :, None, :]
         if clip:
-            out = _project_blocks(out, target, scale)
+            _project_blocks(out5, target)
     return out
 
 
-def _project_blocks(values: np.ndarray, target: np.ndarray, scale: int) -> np.ndarray:
-    """Clip to [0, 1], re-solving exactly each block that clipping would change.
+def _residual(out5: np.ndarray, target: np.ndarray, norm: np.float32) -> np.ndarray:
+    """``target - block means of out5``, float32 (H, W, C)."""
+    means = _block_sums(out5)
+    means *= -norm
+    means += target
+    return means
 
-    For a block ``v`` with target mean ``m`` in [0, 1], ``clip(v + c, 0, 1)`` has mean
-    ``m`` for one ``c`` (the mean is monotone in ``c``), found by bisection.
+
+def _project_blocks(out5: np.ndarray, target: np.ndarray) -> None:
+    """Clip ``out5`` to [0, 1] in place, re-solving exactly each block clipping would change.
+
+    For a block ``v`` of ``n`` values with target mean ``m`` in [0, 1], the sum
+    ``g(c) = sum clip(v + c, 0, 1)`` is continuous, non-decreasing and linear between the
+    breakpoints ``-v_k`` and ``1 - v_k``, from 0 to ``n``: evaluating it at the sorted
+    breakpoints and interpolating in the segment that crosses ``n * m`` gives the ``c``
+    with mean exactly ``m``. Only blocks with a value outside [0, 1] are touched; the
+    others are already the projection.
     """
-    height, width = target.shape[:2]
-    blocks = values.reshape(height, scale, width, scale, -1).transpose(0, 2, 4, 1, 3)
-    blocks = blocks.reshape(height, width, -1, scale * scale)  # (H, W, C, s*s)
-    means = target.reshape(height, width, -1)
-    outside = (blocks.min(axis=-1) < 0.0) | (blocks.max(axis=-1) > 1.0)
-    if np.any(outside):
-        chosen = blocks[outside].astype(np.float64)
-        goal = means[outside].astype(np.float64)[:, None]
-        low = -chosen.max(axis=1, keepdims=True)  # every value <= 0: mean 0
-        high = 1.0 - chosen.min(axis=1, keepdims=True)  # every value >= 1: mean 1
-        for _ in range(_BISECTION_ROUNDS):
-            middle = 0.5 * (low + high)
-            too_low = np.clip(chosen + middle, 0.0, 1.0).mean(axis=1, keepdims=True) < goal
-            low = np.where(too_low, middle, low)
-            high = np.where(too_low, high, middle)
-        blocks[outside] = np.clip(chosen + 0.5 * (low + high), 0.0, 1.0).astype(np.float32)
-    blocks = np.clip(blocks, 0.0, 1.0)
-    out = blocks.reshape(height, width, -1, scale, scale).transpose(0, 3, 1, 4, 2)
-    return np.ascontiguousarray(out.reshape(values.shape))
+    height, scale, width, _, channels = out5.shape
+    outside = np.zeros((height, width, channels), dtype=bool)
+    for py in range(scale):
+        for px in range(scale):
+            values = out5[:, py, :, px]
+            outside |= values < 0.0
+            outside |= values > 1.0
+    i, j, c = np.nonzero(outside)
+    # In chunks: the solver's (n, 2*s*s, s*s) temporary stays small on a bright photo.
+    for start in range(0, i.size, _PROJECT_CHUNK):
+        at = (i[start : start + _PROJECT_CHUNK], slice(None), j[start : start + _PROJECT_CHUNK],
+              slice(None), c[start : start + _PROJECT_CHUNK])
+        blocks = out5[at]  # (n, s, s), a copy
+        goal = target[at[0], at[2], at[4]] * np.float32(scale * scale)
+        out5[at] = _solve_blocks(blocks.reshape(len(goal), -1), goal).reshape(blocks.shape)
+
+
+def _solve_blocks(blocks: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """``clip(blocks + c, 0, 1)`` with per-row ``c`` making each row sum ``goal``.
+
+    ``blocks`` float32 (n, k); ``goal`` float32 (n,) in [0, k]. See :func:`_project_blocks`.
+    """
+    breaks = np.sort(np.concatenate([-blocks, 1.0 - blocks], axis=1), axis=1)  # (n, 2k)
+    sums = np.clip(blocks[:, None, :] + breaks[:, :, None], 0.0, 1.0).sum(axis=2)
+    # First breakpoint where the sum reaches the goal (the last one reaches k >= goal).
+    k = np.argmax(sums >= goal[:, None], axis=1)
+    rows = np.arange(len(goal))
+    before = np.maximum(k - 1, 0)
+    hi_c, hi_g = breaks[rows, k], sums[rows, k]
+    lo_c, lo_g = breaks[rows, before], sums[rows, before]
+    # k > 0 means lo_g < goal <= hi_g: a rising segment, interpolate in it; k == 0 means
+    # goal == 0: every value at or below 0.
+    slope = (hi_c - lo_c) / np.maximum(hi_g - lo_g, np.float32(1e-30))
+    shift = np.where(k > 0, lo_c + (goal - lo_g) * slope, hi_c).astype(np.float32)
+    return np.clip(blocks + shift[:, None], 0.0, 1.0)

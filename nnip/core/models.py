@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from nnip.core.errors import ModelError, ModelIntegrityError, ModelNotFoundError
 
@@ -43,6 +43,7 @@ __all__ = [
     "default_models_dir",
     "resolve_models_dir",
     "sha256_of",
+    "models_table",
 ]
 
 #: Tasks a model may serve; a joint raw model names its tasks with "+", e.g. "denoise+demosaic".
@@ -296,3 +297,39 @@ class Registry:
             )
         self._verified.add(str(path))
         return path
+
+
+def _number_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.1e}"
+    return str(value)
+
+
+def _metrics_text(metrics: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_number_text(v)}" for k, v in metrics.items()) or "-"
+
+
+def _params_text(params: int) -> str:
+    if params >= 1_000_000:
+        return f"{params / 1e6:.1f}M"
+    if params >= 1_000:
+        return f"{params / 1e3:.1f}k"
+    return str(params)
+
+
+def models_table(specs: "Iterable[ModelSpec]", *, markdown: bool = False) -> list[str]:
+    """The models as text lines: aligned columns, or a Markdown table (README's models table)."""
+    header = ("name", "task", "version", "GFLOP/MP", "params", "margin", "metrics")
+    rows = [
+        (s.name, s.task, s.version, f"{s.gflop_per_mp:g}", _params_text(s.params),
+         str(s.margin), _metrics_text(s.metrics))
+        for s in specs
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]).rstrip()
+        for row in (header, *rows)
+    ]

@@ -15,9 +15,10 @@ The denoise model contract (task ``denoise``):
 The noise map (:func:`sigma_map`, the one function training and inference both use):
 ``sigma = sqrt(a * clip(box(x), 0, 1) + b)`` per packed channel (float32), where ``box`` is
 the mean over a 5 x 5 neighbourhood of the packed plane (10 x 10 mosaic pixels; borders
-reflected as numpy's ``reflect`` does) of the noisy input itself. Smoothing makes the signal estimate 25 times less noisy
-than the pixel, so the map tells the noise level, not the noise; with the shot-noise
-variance linear in the signal, the mean is the right statistic. (a, b) come from
+reflected as numpy's ``reflect`` does) of the noisy input itself. Smoothing makes the
+signal estimate 25 times less noisy than the pixel, so the map tells the noise level, not
+the noise; with the shot-noise variance linear in the signal, the mean is the right
+statistic. (a, b) come from
 :func:`nnip.develop.noise.noise_params`.
 
 Strength (``--denoise STRENGTH``, 0..2; 1 = the estimated noise): 0 returns the input

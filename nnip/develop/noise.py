@@ -120,7 +120,8 @@ class NoiseParams:
         if self.source not in SOURCES:
             raise ValueError(f"noise source {self.source!r} is not one of {', '.join(SOURCES)}")
         if not (math.isfinite(self.a) and math.isfinite(self.b)) or self.a < 0 or self.b < 0:
-            raise ValueError(f"noise parameters must be finite and >= 0, got a={self.a}, b={self.b}")
+            raise ValueError(
+                f"noise parameters must be finite and >= 0, got a={self.a}, b={self.b}")
 
     def variance(self, x: np.ndarray) -> np.ndarray:
         """Noise variance at signal ``x`` (white-level units); the shot part is 0 below 0."""

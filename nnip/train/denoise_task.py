@@ -406,7 +406,8 @@ def psnr_mosaic(prediction: np.ndarray, target: np.ndarray, border: int = 4) -> 
     pred = linear_to_srgb(np.clip(prediction[:4], 0.0, 1.0)).astype(np.float64)
     true = linear_to_srgb(np.clip(target[:4], 0.0, 1.0)).astype(np.float64)
     if border:
-        pred, true = pred[:, border:-border, border:-border], true[:, border:-border, border:-border]
+        inner = (slice(None), slice(border, -border), slice(border, -border))
+        pred, true = pred[inner], true[inner]
     mse = float(np.mean((pred - true) ** 2))
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 

@@ -8,7 +8,6 @@ trained denoiser, smooths more when told the noise is stronger.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,6 @@ from nnip.develop.denoise import (
     sigma_map,
     unpack_rggb,
 )
-from nnip.develop.demosaic import pack_rggb
 from nnip.develop.noise import NoiseParams
 from nnip.develop.pipeline import DevelopFrame, DevelopOptions, build_pipeline, develop
 from nnip.raw.frame import BAYER_PATTERNS, read_raw
@@ -60,7 +58,9 @@ def lee_net() -> BuiltNet:
         helper.make_node("Mul", ["gain", "detail"], ["kept_detail"]),
         helper.make_node("Add", ["m", "kept_detail"], ["denoised"]),
     ]
-    tensor = lambda name, c: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", c, "H", "W"])  # noqa: E731
+    def tensor(name: str, channels: int):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", channels, "H", "W"])
+
     graph = helper.make_graph(
         nodes, "lee", [tensor("mosaic", 4), tensor("noise_sigma", 4)], [tensor("denoised", 4)],
         initializer=[numpy_helper.from_array(box, "box"),

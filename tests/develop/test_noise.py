@@ -185,7 +185,8 @@ def test_bad_profile_falls_through_to_the_estimate_in_memory() -> None:
 
 def test_noise_params_object() -> None:
     params = NoiseParams(1e-4, 1e-8, "estimated")
-    assert params.std(np.array([-1.0, 0.0, 1.0])) == pytest.approx([1e-4, 1e-4, math.sqrt(1e-4 + 1e-8)])
+    expected = [1e-4, 1e-4, math.sqrt(1e-4 + 1e-8)]
+    assert params.std(np.array([-1.0, 0.0, 1.0])) == pytest.approx(expected)
     assert "estimated from the image" in params.describe()
     with pytest.raises(ValueError):
         NoiseParams(-1.0, 0.0, "estimated")
@@ -203,7 +204,8 @@ def test_margin_variance_of_a_masked_border() -> None:
     variance = margin_variance(np.rint(raw).astype(np.uint16), 0, 40, 200, 260, 512, 16383)
     assert variance == pytest.approx((3.0**2 + 1 / 12) / (16383 - 512) ** 2, rel=0.1)
     # A margin that is not at the black level is not optical black.
-    assert margin_variance(np.full((200, 300), 3000, np.uint16), 0, 40, 200, 260, 512, 16383) is None
+    lit = np.full((200, 300), 3000, np.uint16)
+    assert margin_variance(lit, 0, 40, 200, 260, 512, 16383) is None
     # Too small a margin tells nothing.
     assert margin_variance(np.rint(raw).astype(np.uint16), 0, 40, 200, 260, 512, 16383,
                            min_pixels=10**6) is None

@@ -93,7 +93,8 @@ def images(tmp_path):
     folder.mkdir()
     for index in range(5):
         tiles = (rng.random((12, 14, 3)) * 255).astype(np.uint8)
-        Image.fromarray(np.kron(tiles, np.ones((12, 12, 1), np.uint8))).save(folder / f"{index}.png")
+        photo = np.kron(tiles, np.ones((12, 12, 1), np.uint8))
+        Image.fromarray(photo).save(folder / f"{index}.png")
     return folder
 
 
