@@ -14,10 +14,7 @@ Prints a Markdown snippet with the machine, date, onnxruntime version and the co
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +25,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from common import Section, markdown_table, publish
 
 from nnip.core.engine import Engine
 from nnip.core.models import Registry, sha256_of
@@ -86,14 +85,32 @@ def best_of(repeats: int, fn: Callable[[], np.ndarray]) -> tuple[float, np.ndarr
     return best, out
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+EQUALITY_CASES = ((1, 1), (7, 13), (1001, 777), (6000, 4000))
+
+
+def equality_rows(threads: int) -> list[tuple[str, int, int, str]]:
+    """Tiled vs whole-image max abs difference for the issue's image sizes and tile sizes."""
+    model, params = build_network(width=8, middle=2, seed=1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        probe = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        margin = measure_margin(lambda x: probe.run(None, {"image": x})[0], 3)
+        registry = install(Path(tmp), model, params, margin)
+        engine = Engine("cpu", threads=threads, registry=registry)
+        spec = registry.get("upscale-overhead")
+        rng = np.random.default_rng(0)
+        for height, width in EQUALITY_CASES:
+            image = rng.random((3, height, width), dtype=np.float32)
+            whole = engine.run_whole(spec, [image])
+            small = height * width <= 1_000_000
+            tiles = [2 * margin + 1, 2 * margin + 2, 64, 257] if small else [64, 257, 768]
+            for tile in tiles:
+                diff = float(np.abs(engine.run(spec, [image], tile=tile) - whole).max())
+                rows.append((f"{width}x{height}", margin, tile, f"{diff:.1e}"))
+            print(f"{width}x{height}: done", flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiles", default="", help="comma-separated tile sizes (default: the engine's)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="also write the sections into this RESULTS.md")
+    parser.add_argument("--no-equality", action="store_true", help="skip the tiling-equality table")
     args = parser.parse_args(argv)
 
     model, params = build_network()
@@ -132,25 +152,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tile {tile}: {t_tiled:.3f} s, ratio {t_whole / t_tiled:.1%}, max diff {diff:.2e}", flush=True)
 
     megapixels = args.size * args.size / 1e6
-    command = "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
-    print()
-    print(f"### Engine overhead (tiled vs whole-image), {datetime.date.today().isoformat()}")
-    print()
-    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores; onnxruntime {ort.__version__} "
-          f"(CPUExecutionProvider, {args.threads} threads); numpy {np.__version__}.")
-    print(f"Network: 3x3 convs, {params} parameters, margin {margin} (measured); "
-          f"image {args.size}x{args.size}; best of {args.repeats}.")
-    print()
-    print("| run | tile | seconds | MP/s | throughput vs whole | max abs diff |")
-    print("|---|---|---|---|---|---|")
-    print(f"| whole-image session.run | - | {t_whole:.3f} | {megapixels / t_whole:.3f} | 100% | - |")
+    table = [("whole-image session.run", "-", f"{t_whole:.3f}", f"{megapixels / t_whole:.3f}", "100%", "-")]
     for tile, t_tiled, ratio, diff in rows:
         verdict = "pass" if ratio >= BAR and diff <= TOL else "FAIL"
-        print(f"| Engine.run tiled | {tile} | {t_tiled:.3f} | {megapixels / t_tiled:.3f} | "
-              f"{ratio:.1%} ({verdict}, bar {BAR:.0%}) | {diff:.1e} |")
-    print()
-    print(f"Command: `{command}`")
+        table.append(("Engine.run tiled", tile, f"{t_tiled:.3f}", f"{megapixels / t_tiled:.3f}",
+                      f"{ratio:.1%} ({verdict}, bar {BAR:.0%})", f"{diff:.1e}"))
+    body = (
+        f"Network: 3x3 convs 3->32, 8 x 32->32, 32->3, ReLU; {params} parameters, margin {margin} "
+        f"(measured); image {args.size}x{args.size}; CPUExecutionProvider, {args.threads} threads; "
+        f"best of {args.repeats}.\n\n"
+        + markdown_table(("run", "tile", "seconds", "MP/s", "throughput vs whole", "max abs diff"), table)
+    )
+    publish(Section("engine_overhead", "Engine overhead: tiled end to end vs one whole-image run",
+                    body, argv=argv), args.results)
     ok = all(r[2] >= BAR and r[3] <= TOL for r in rows)
+    if not args.no_equality:
+        eq = equality_rows(args.threads)
+        worst = max(float(r[3]) for r in eq)
+        verdict = "pass" if worst <= TOL else "FAIL"
+        body = (
+            "Engine.run (tiled) against Engine.run_whole (one session.run on the reflect-padded "
+            "image) with a random-weight 3x3-conv network (3->8, 2 x 8->8, 8->3), including the "
+            f"minimum tile 2 x margin + 1. Worst max abs difference {worst:.1e}: {verdict} "
+            f"(bar {TOL:g}). The test suite checks the same on more graphs (scale 2, conditioning "
+            "input, align 2): tests/core/test_tiling.py, tests/core/test_engine.py.\n\n"
+            + markdown_table(("image (WxH)", "margin", "tile", "max abs diff"), eq)
+        )
+        publish(Section("tiling_equality", "Tiling equality: tiled == whole-image inference",
+                        body, argv=argv), args.results)
+        ok = ok and worst <= TOL
     return 0 if ok else 1
 
 

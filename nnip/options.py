@@ -16,6 +16,7 @@ decorator                  flag                               used by
 ``quality_opt``            ``--quality 1..100``               develop, upscale
 ``overwrite_opt``          ``--overwrite``                    develop, upscale
 ``skip_existing_opt``      ``--skip-existing``                develop, upscale
+``run_log_opt``            ``--run-log FILE``                 develop, upscale
 ``recursive_opt``          ``-r/--recursive``                 develop, upscale
 ``device_opt``             ``--device``                       develop, upscale
 ``threads_opt``            ``--threads N``                    develop, upscale
@@ -31,8 +32,10 @@ decorator                  flag                               used by
 
 ``batch_opts`` and ``engine_opts`` apply the usual groups of these at once.
 
-Exit codes: 0 ok, 1 a file (or the whole run) failed, 2 usage error, 130 interrupted.
-The core never imports this module (nor click).
+Exit codes: 0 ok, 1 a file (or the whole run) failed, 2 usage error, 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM, which stops a batch exactly as Ctrl-C does: files in
+flight are finished or removed, never left partial). The core never imports this module
+(nor click).
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TypeVar
 
@@ -49,6 +54,7 @@ import click
 from nnip.core.batch import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     BatchOptions,
     InputItem,
@@ -60,7 +66,7 @@ from nnip.core.batch import (
 )
 from nnip.core.engine import DEVICE_CHOICES
 from nnip.core.errors import NnipError
-from nnip.core.models import MODELS_DIR_ENV
+from nnip.core.models import MANIFEST_NAME, MODELS_DIR_ENV, resolve_models_dir, sha256_of
 
 __all__ = [
     "inputs_arg",
@@ -71,6 +77,7 @@ __all__ = [
     "quality_opt",
     "overwrite_opt",
     "skip_existing_opt",
+    "run_log_opt",
     "recursive_opt",
     "device_opt",
     "threads_opt",
@@ -96,6 +103,13 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Parameters that change how a batch runs or reports, not what its outputs hold: left out
+#: of the settings digest of the run log (a resumed run may use other --jobs or --device).
+_NOT_SETTINGS = frozenset({
+    "output_dir", "overwrite", "skip_existing", "run_log", "recursive", "jobs", "as_json",
+    "quiet", "verbose", "debug", "device", "threads", "tile", "models_dir",
+})
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -190,6 +204,15 @@ skip_existing_opt = click.option(
     "is an error for that file.",
 )
 
+run_log_opt = click.option(
+    "--run-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Append each finished file to this log (JSON Lines). With --skip-existing, an "
+    "existing output is redone when the log shows its input or the settings changed.",
+)
+
 recursive_opt = click.option(
     "-r", "--recursive", is_flag=True, help="Process the files inside directories given as inputs."
 )
@@ -276,6 +299,7 @@ batch_opts = _stack(
     output_dir_opt,
     overwrite_opt,
     skip_existing_opt,
+    run_log_opt,
     recursive_opt,
     jobs_opt,
     json_opt,
@@ -362,8 +386,16 @@ def reporting_errors(ctx: click.Context) -> Iterator[None]:
 
 
 def batch_options(params: dict[str, Any], *, suffix: str, ext: str | None) -> BatchOptions:
-    """:class:`BatchOptions` from a command's parameters (the names the decorators give)."""
+    """:class:`BatchOptions` from a command's parameters (the names the decorators give).
+
+    With ``--run-log``, the settings digest covers every parameter that shapes the
+    outputs (all but :data:`_NOT_SETTINGS`), the output name and the models manifest
+    (whose sha256 entries change with any model file).
+    """
+    run_log = params.get("run_log")
     return BatchOptions(
+        run_log=run_log,
+        settings=_settings_digest(params, suffix, ext) if run_log is not None else "",
         output_dir=params.get("output_dir"),
         suffix=suffix,
         ext=ext,
@@ -375,6 +407,18 @@ def batch_options(params: dict[str, Any], *, suffix: str, ext: str | None) -> Ba
         verbose=bool(params.get("verbose")),
         debug=bool(params.get("debug")),
     )
+
+
+def _settings_digest(params: dict[str, Any], suffix: str, ext: str | None) -> str:
+    from nnip.core.runlog import settings_digest
+
+    settings = {k: v for k, v in params.items() if k not in _NOT_SETTINGS}
+    manifest = resolve_models_dir(params.get("models_dir")) / MANIFEST_NAME
+    try:
+        settings["manifest"] = sha256_of(manifest)
+    except OSError:  # no models: the run fails (or needs none) either way
+        settings["manifest"] = None
+    return settings_digest({**settings, "suffix": suffix, "ext": ext})
 
 
 def collect_and_check(
@@ -438,25 +482,59 @@ def show_models(
 # --------------------------------------------------------------------------- entry point
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[int]]:
+    """While inside, SIGTERM stops the program as Ctrl-C does (KeyboardInterrupt).
+
+    Yields a list that holds ``signal.SIGTERM`` once one arrived. Only the first SIGTERM
+    interrupts: later ones are ignored, so a supervisor repeating its request cannot cut
+    the clean-up (temporary files being removed) short. Outside the main thread (an
+    embedding application) signals cannot be handled and nothing changes.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_main(group: click.Group, prog: str, argv: Sequence[str] | None = None) -> NoReturn:
-    """The console-script entry point: usage errors exit 2, Ctrl-C 130, others as returned."""
+    """The console-script entry point: usage errors exit 2, Ctrl-C 130, SIGTERM 143."""
+    with _sigterm_as_interrupt() as terminated:
+        code = _main(group, prog, argv, terminated)
+    if terminated and code == EXIT_INTERRUPTED:
+        code = EXIT_TERMINATED
+    sys.exit(code)
+
+
+def _main(group: click.Group, prog: str, argv: Sequence[str] | None, terminated: list[int]) -> int:
     try:
         code = group.main(args=list(argv) if argv is not None else None, prog_name=prog,
                           standalone_mode=False)
     except click.exceptions.UsageError as exc:
         exc.show()
-        sys.exit(EXIT_USAGE)
+        return EXIT_USAGE
     except click.exceptions.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo(f"{prog}: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        click.echo(f"{prog}: {'terminated' if terminated else 'interrupted'}", err=True)
+        return EXIT_INTERRUPTED
     except NnipError as exc:
         click.echo(f"{prog}: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+        return EXIT_FAILED
     except BrokenPipeError:
         # `nnip models | head`: the reader left; stay silent as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(EXIT_FAILED)
-    sys.exit(code if isinstance(code, int) else 0)
+        return EXIT_FAILED
+    return code if isinstance(code, int) else 0

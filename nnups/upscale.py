@@ -100,6 +100,8 @@ MIN_BAND_ROWS = 64
 MAX_BAND_PIXELS = 6_000_000
 #: Blocks the clip projection solves at once.
 _PROJECT_CHUNK = 1 << 17
+#: Output values per row chunk of the fidelity step (2 MB: fits a core's L2 cache).
+_CHUNK_VALUES = 1 << 19
 
 
 def upscale_image(
@@ -152,14 +154,16 @@ def upscale_image(
     tile = engine.default_tile if tile is None else tile
     rows = band_rows or default_band_rows(tile, spec, width)
     bands = plan_bands(height, rows, spec, smooth_steps=SMOOTH_STEPS)
-    use_network = strength > 0.0
-    report = _BandProgress(bands, spec, width, tile, channels, progress) if use_network else None
+    report = None
+    if progress is not None and strength > 0.0:
+        report = _BandProgress(bands, spec, width, tile, channels, progress)
     clip = image.meta.bit_depth != 32
     pixels = np.empty((scale * height, scale * width, channels), dtype=np.float32)
     for index, band in enumerate(bands):
         band_progress = report.for_band(index) if report is not None else None
         core = _upscale_band(reference, band, engine, spec, strength, tile, band_progress, clip)
-        pixels[scale * band.core[0] : scale * band.core[1]] = core
+        # (C, rows, W) -> (rows, W, C): the one transposing copy, straight into the output.
+        pixels[scale * band.core[0] : scale * band.core[1]] = np.moveaxis(core, 0, -1)
     alpha = None if image.alpha is None else _upscale_alpha(image.alpha, scale, bands)
     return Image(pixels=pixels, alpha=alpha, meta=replace(image.meta, notices=()))
 
@@ -223,7 +227,7 @@ class _BandProgress:
     """Turns each band's engine ``progress(done, total)`` into one count over all bands."""
 
     def __init__(self, bands: list[Band], spec: ModelSpec, width: int, tile: int,
-                 channels: int, progress: ProgressFn | None) -> None:
+                 channels: int, progress: ProgressFn) -> None:
         # A 1-channel model runs once per colour channel (see _network_upscale).
         runs = channels if spec.inputs[0].channels == 1 else 1
         # A tile below the minimum is the engine's to refuse (a ModelError for the user),
@@ -237,15 +241,13 @@ class _BandProgress:
         self._total = sum(self._counts)
         self._progress = progress
 
-    def for_band(self, index: int) -> ProgressFn | None:
-        if self._progress is None:
-            return None
-        offset, report = sum(self._counts[:index]), self._progress
+    def for_band(self, index: int) -> ProgressFn:
+        offset, report, total = sum(self._counts[:index]), self._progress, self._total
         done = [0]  # tiles of this band, over all its engine runs
 
         def band_progress(_done: int, _total: int) -> None:
             done[0] += 1
-            report(offset + done[0], self._total)
+            report(offset + done[0], total)
 
         return band_progress
 
@@ -260,25 +262,31 @@ def _upscale_band(
     progress: ProgressFn | None,
     clip: bool,
 ) -> np.ndarray:
-    """The finished output rows of ``band.core``: float32 (s * core rows, s * W, C)."""
+    """The finished output rows of ``band.core``, planar: float32 (C, s * core rows, s * W).
+
+    Everything runs on planar (C, rows, W) arrays, as the engine returns them: each row
+    operation of the fidelity step then has a long inner loop (interleaved RGB would give
+    numpy inner loops of length 3, several times slower).
+    """
     scale = int(spec.scale)
     f0, f1 = band.fidelity
-    blended = None
     if strength > 0.0:
         n0, n1 = band.network
         detail = _network_upscale(reference[n0:n1], engine, spec, tile, progress)
-        blended = detail[scale * (f0 - n0) : scale * (f1 - n0)]  # a view: rows are contiguous
-    if strength < 1.0:
-        cubic = _cubic_rows(reference, f0, f1, scale)
-        if blended is None:
-            blended = cubic
-        else:
+        blended = detail[:, scale * (f0 - n0) : scale * (f1 - n0)]  # a view of its rows
+        if strength < 1.0:
             blended *= np.float32(strength)
-            cubic *= np.float32(1.0 - strength)
-            blended += cubic
-    out = _fidelity_in_place(blended, reference[f0:f1], scale, SMOOTH_STEPS, True, clip)
+            blended += np.float32(1.0 - strength) * _planar(_cubic_rows(reference, f0, f1, scale))
+    else:
+        blended = np.ascontiguousarray(_planar(_cubic_rows(reference, f0, f1, scale)))
+    out = _fidelity_planar(blended, _planar(reference[f0:f1]), scale, SMOOTH_STEPS, True, clip)
     c0, c1 = band.core
-    return out[scale * (c0 - f0) : scale * (c1 - f0)]
+    return out[:, scale * (c0 - f0) : scale * (c1 - f0)]
+
+
+def _planar(pixels: np.ndarray) -> np.ndarray:
+    """(H, W[, C]) -> a (C, H, W) view."""
+    return np.moveaxis(pixels.reshape(pixels.shape[:2] + (-1,)), -1, 0)
 
 
 def _cubic_rows(pixels: np.ndarray, start: int, stop: int, scale: int) -> np.ndarray:
@@ -304,11 +312,11 @@ def _network_upscale(
     tile: int | None,
     progress: ProgressFn | None,
 ) -> np.ndarray:
-    """The model's output for ``pixels`` (H, W, C) as float32 (s*H, s*W, C), model units undone.
+    """The model's output for ``pixels`` (H, W, C), planar float32 (C, s*H, s*W), model units undone.
 
     A grey image is replicated to a 3-channel model's input and its output averaged back;
-    an RGB image on a 1-channel model runs channel by channel. The result is C-contiguous
-    (the fidelity step works on row views of it).
+    an RGB image on a 1-channel model runs channel by channel. The result is a fresh
+    C-contiguous array (the caller may work on it in place).
     """
     tensor = spec.inputs[0]
     low, high = (float(v) for v in tensor.range)
@@ -329,21 +337,18 @@ def _network_upscale(
             f"model {spec.name!r} takes {tensor.channels} channels; cannot feed a {channels}-channel image"
         )
     out = np.concatenate(outputs, axis=0) if len(outputs) > 1 else outputs[0]
-    del outputs
-    hwc = np.empty(out.shape[1:] + out.shape[:1], dtype=np.float32)
-    hwc[...] = np.moveaxis(out, 0, -1)  # one transposing copy, into HWC memory order
-    del out
     out_low, out_high = (float(v) for v in spec.outputs[0].range)
     if (out_low, out_high) != (0.0, 1.0):
-        hwc -= np.float32(out_low)
-        hwc *= np.float32(1.0 / (out_high - out_low))
-    return hwc
+        out -= np.float32(out_low)
+        out *= np.float32(1.0 / (out_high - out_low))
+    return out
 
 
 def _run(
     engine: Engine, spec: ModelSpec, chw: np.ndarray, tile: int | None, progress: ProgressFn | None
 ) -> np.ndarray:
-    return np.asarray(engine.run(spec, [chw], tile=tile, progress=progress), dtype=np.float32)
+    out = engine.run(spec, [chw], tile=tile, progress=progress)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- resampling
@@ -435,54 +440,13 @@ def smooth_upsample(pixels: np.ndarray, scale: int = 2) -> np.ndarray:
     scale 2): the smooth half of the fidelity correction.
     """
     values = np.asarray(pixels, dtype=np.float32)
-    grid = values.reshape(values.shape[:2] + (-1,))
-    height, width, channels = grid.shape
-    out = np.zeros((scale * height, scale * width, channels), dtype=np.float32)
-    _add_smooth(out.reshape(height, scale, width, scale, channels), grid, scale)
-    return out.reshape((scale * height, scale * width) + values.shape[2:])
-
-
-def _shifted_sum(values: np.ndarray, axis: int, offsets: np.ndarray, weights: np.ndarray,
-                 out: np.ndarray) -> None:
-    """``out = sum_k weights[k] * values[i + offsets[k]]`` along ``axis``, edge repeated.
-
-    Repeating the edge sample is the symmetric border for taps at most one pixel away,
-    which is all the bilinear kernel has.
-    """
-    src, dst = np.moveaxis(values, axis, 0), np.moveaxis(out, axis, 0)
-    dst[...] = 0.0
-    for offset, weight in zip(offsets.tolist(), weights.tolist()):
-        if weight == 0.0:
-            continue
-        if abs(offset) > 1:
-            raise ValueError(f"tap offset {offset} is beyond the repeated edge sample")
-        w = np.float32(weight)
-        if offset == 0:
-            dst += w * src
-        elif offset < 0:  # dst[i] takes src[i - 1]; the first row takes src[0]
-            dst[1:] += w * src[:-1]
-            dst[:1] += w * src[:1]
-        else:  # dst[i] takes src[i + 1]; the last row takes src[-1]
-            dst[:-1] += w * src[1:]
-            dst[-1:] += w * src[-1:]
-
-
-def _add_smooth(out5: np.ndarray, residual: np.ndarray, scale: int) -> None:
-    """``out5 += bilinear_up(residual)`` in place, one output row phase at a time.
-
-    ``out5`` is the output viewed as (H, s, W, s, C); ``out5[:, py]`` holds the output rows
-    of phase ``py`` and is C-contiguous per row, so each phase's update is one half-size
-    temporary and one add over contiguous rows (no full-size upsampled copy).
-    """
-    height, _, width, _, channels = out5.shape
-    offsets, weights = _phase_weights(scale, _triangle, _SMOOTH_REACH)
-    rows = np.empty((height, width, channels), dtype=np.float32)
-    part = np.empty((height, width, scale, channels), dtype=np.float32)
-    for py in range(scale):
-        _shifted_sum(residual, 0, offsets[py], weights[py], rows)
-        for px in range(scale):
-            _shifted_sum(rows, 1, offsets[px], weights[px], part[:, :, px])
-        out5[:, py] += part
+    grid = _planar(values)
+    channels, height, width = grid.shape
+    out = np.zeros((channels, scale * height, scale * width), dtype=np.float32)
+    _add_smooth(_blocks(out, scale), grid, scale)
+    return np.ascontiguousarray(np.moveaxis(out, 0, -1)).reshape(
+        (scale * height, scale * width) + values.shape[2:]
+    )
 
 
 def area_downscale(pixels: np.ndarray, factor: int = 2) -> np.ndarray:
@@ -502,25 +466,105 @@ def area_downscale(pixels: np.ndarray, factor: int = 2) -> np.ndarray:
     if height % factor or width % factor:
         raise ValueError(f"size {width}x{height} is not a multiple of {factor}")
     values = np.asarray(pixels)
-    out5 = values.reshape(height // factor, factor, width // factor, factor, -1)
-    total = _block_sums(out5)
+    total = _block_sums(_blocks(_planar(values), factor))
     total *= np.float32(1.0 / (factor * factor))
-    return total.reshape((height // factor, width // factor) + values.shape[2:])
+    return np.ascontiguousarray(np.moveaxis(total, 0, -1)).reshape(
+        (height // factor, width // factor) + values.shape[2:]
+    )
+
+
+def _blocks(planar: np.ndarray, scale: int) -> np.ndarray:
+    """A (C, H, s, W, s) view of a planar (C, s*H, s*W) array (any strides): block ``[c, i, :, j, :]``."""
+    channels, rows, cols = planar.shape
+    view = planar.reshape(channels, rows // scale, scale, cols // scale, scale)
+    if not np.may_share_memory(view, planar):  # splitting axes never needs a copy
+        raise AssertionError("block view is a copy")
+    return view
 
 
 def _block_sums(out5: np.ndarray) -> np.ndarray:
-    """Sum of each block of ``out5`` (h, s, W, s, C): float32 (h, W, C).
+    """Sum of each block of ``out5`` (C, H, s, W, s): float32 (C, H, W).
 
-    Rows first (contiguous half-size sums), then the column phases of the small result:
-    far faster than a reduction over non-adjacent axes.
+    Row phases first (adds over whole output rows), then the column phases of the
+    half-size result; each add writes its result directly (no copies).
     """
-    rows = out5[:, 0].astype(np.float32, copy=True)
-    for py in range(1, out5.shape[1]):
-        rows += out5[:, py]
-    total = rows[:, :, 0].copy()
-    for px in range(1, out5.shape[3]):
-        total += rows[:, :, px]
-    return total
+    return _reduce_phases(_reduce_phases(out5, 2, np.add), 3, np.add)
+
+
+def _reduce_phases(values: np.ndarray, axis: int, ufunc: np.ufunc) -> np.ndarray:
+    """``ufunc`` over ``axis`` (a short phase axis) as whole-array operations, float32."""
+    take = lambda k: values[(slice(None),) * axis + (k,)]  # noqa: E731
+    out = ufunc(take(0), take(1), dtype=np.float32) if values.shape[axis] > 1 else (
+        take(0).astype(np.float32, copy=True))
+    for k in range(2, values.shape[axis]):
+        ufunc(out, take(k), out=out)
+    return out
+
+
+def _along(axis: int, ndim: int, index: slice) -> tuple[slice, ...]:
+    """An index tuple taking ``index`` along ``axis`` and everything elsewhere."""
+    return tuple(index if a == axis else slice(None) for a in range(ndim))
+
+
+def _bilinear_phases(values: np.ndarray, axis: int, taps: tuple[np.ndarray, np.ndarray],
+                     outs: list[np.ndarray]) -> None:
+    """``outs[p]`` = phase ``p`` of the bilinear upsample of ``values`` along ``axis``.
+
+    ``taps`` are the bilinear ``(offsets, weights)`` of :func:`_phase_weights`, one row per
+    phase (and per entry of ``outs``).
+
+    Half-pixel centres put each phase between a centre tap (offset 0) and one side tap
+    (offset -1 or +1); the edge sample is repeated, which is the symmetric border for taps
+    one pixel away. Weighted copies of ``values`` are shared by the phases (scale 2: 0.75
+    and 0.25 for both), so each phase costs one add written straight into ``outs[p]``.
+    """
+    offsets, weights = taps  # from _phase_weights(scale, _triangle, 1)
+    weighted: dict[float, np.ndarray] = {}
+
+    def times(weight: float) -> np.ndarray:
+        if weight not in weighted:
+            weighted[weight] = values * np.float32(weight)
+        return weighted[weight]
+
+    at = lambda index: _along(axis, values.ndim, index)  # noqa: E731
+    for phase, out in enumerate(outs):
+        (first, _), (w_first, w_second) = offsets[phase].tolist(), weights[phase].tolist()
+        # Offsets are (-1, 0) or (0, 1): floor of a centre in (-0.5, 0.5), and the next.
+        centre, side, step = (w_second, w_first, -1) if first < 0 else (w_first, w_second, 1)
+        if side == 0.0:
+            out[...] = values
+        elif step < 0:  # out[i] = c * v[i] + s * v[i - 1]; the first repeats v[0]
+            np.add(times(centre)[at(slice(1, None))], times(side)[at(slice(None, -1))],
+                   out=out[at(slice(1, None))])
+            np.add(times(centre)[at(slice(0, 1))], times(side)[at(slice(0, 1))],
+                   out=out[at(slice(0, 1))])
+        else:  # out[i] = c * v[i] + s * v[i + 1]; the last repeats v[-1]
+            np.add(times(centre)[at(slice(None, -1))], times(side)[at(slice(1, None))],
+                   out=out[at(slice(None, -1))])
+            np.add(times(centre)[at(slice(-1, None))], times(side)[at(slice(-1, None))],
+                   out=out[at(slice(-1, None))])
+
+
+def _add_smooth(out5: np.ndarray, residual: np.ndarray, scale: int, start: int = 0,
+                stop: int | None = None) -> None:
+    """``out5 += bilinear_up(residual)`` in place, on the block rows ``[start, stop)``.
+
+    ``out5`` (C, H, s, W, s) is the output's block view, ``residual`` (C, H, W). Block row
+    ``i`` of the correction takes residual rows ``i - 1 .. i + 1`` (edge rows repeated at
+    the image's top and bottom only), so any row range gives the whole-array result there.
+    """
+    channels, height, _, width, _ = out5.shape
+    stop = height if stop is None else stop
+    first, last = max(start - 1, 0), min(stop + 1, height)
+    window = residual[:, first:last]
+    taps = _phase_weights(scale, _triangle, _SMOOTH_REACH)
+    rows = [np.empty(window.shape, dtype=np.float32) for _ in range(scale)]
+    _bilinear_phases(window, 1, taps, rows)
+    part = np.empty((channels, stop - start, width, scale), dtype=np.float32)
+    for py in range(scale):
+        _bilinear_phases(rows[py][:, start - first : stop - first], 2, taps,
+                         [part[..., px] for px in range(scale)])
+        out5[:, start:stop, py] += part
 
 
 # --------------------------------------------------------------------------- fidelity
@@ -557,38 +601,57 @@ def enforce_fidelity(
     np.ndarray
         float32, C-contiguous, the shape of ``upscaled``.
     """
-    out = np.array(upscaled, dtype=np.float32, copy=True, order="C")
-    return _fidelity_in_place(out, reference, scale, smooth_steps, exact, clip)
+    values = np.asarray(upscaled)
+    planar = np.array(_planar(values), dtype=np.float32, copy=True, order="C")
+    target = _planar(np.asarray(reference))
+    if planar.shape[0] != target.shape[0]:
+        raise ValueError(f"upscaled {values.shape} and reference {reference.shape} differ in channels")
+    out = _fidelity_planar(planar, target, scale, smooth_steps, exact, clip)
+    return np.ascontiguousarray(np.moveaxis(out, 0, -1)).reshape(values.shape)
 
 
-def _fidelity_in_place(
+def _fidelity_planar(
     out: np.ndarray, reference: np.ndarray, scale: int, smooth_steps: int, exact: bool, clip: bool
 ) -> np.ndarray:
-    """:func:`enforce_fidelity` on a C-contiguous float32 ``out``, overwritten and returned."""
-    if out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError("the fidelity step works in place on a C-contiguous float32 array")
-    target = np.asarray(reference, dtype=np.float32)
-    target = target.reshape(target.shape[:2] + (-1,))  # (H, W, C) for the block views
-    if clip:
-        target = np.clip(target, 0.0, 1.0)
-    height, width, channels = target.shape
-    if out.shape[:2] != (height * scale, width * scale) or out.size != target.size * scale**2:
+    """:func:`enforce_fidelity` in place on planar float32 ``out`` (C, s*H, s*W); returns it.
+
+    ``out`` may be any strided view (rows of a larger array); ``reference`` is (C, H, W).
+    """
+    channels, height, width = reference.shape
+    if out.dtype != np.float32 or out.shape != (channels, height * scale, width * scale):
         raise ValueError(f"upscaled {out.shape} is not {scale} x reference {reference.shape}")
-    out5 = out.reshape(height, scale, width, scale, channels)  # a view: out is contiguous
+    # A contiguous copy (quarter size): residual arithmetic on long rows, caller's data kept.
+    target = np.array(reference, dtype=np.float32, copy=True, order="C")
+    if clip:
+        np.clip(target, 0.0, 1.0, out=target)
+    out5 = _blocks(out, scale)
     norm = np.float32(1.0 / (scale * scale))
+    # Row chunks of ~2 MB of output: every round is one pass over the output, each chunk
+    # updated, clipped and summed for the next residual while it is in cache, with small
+    # temporaries (fresh full-size ones cost more in page faults than in arithmetic).
+    step = max(1, _CHUNK_VALUES // (channels * scale * scale * width))
+    chunks = [(a, min(a + step, height)) for a in range(0, height, step)]
+    residual = _residual(out5, target, norm)
     for _ in range(smooth_steps):
-        _add_smooth(out5, _residual(out5, target, norm), scale)
-        if clip:
-            np.clip(out, 0.0, 1.0, out=out)
+        following = np.empty_like(residual)
+        for a, b in chunks:  # block row i takes residual rows i - 1 .. i + 1: all known
+            _add_smooth(out5, residual, scale, a, b)
+            if clip:
+                rows = out[:, scale * a : scale * b]
+                np.clip(rows, 0.0, 1.0, out=rows)
+            following[:, a:b] = _residual(out5[:, a:b], target[:, a:b], norm)
+        residual = following
     if exact:
-        out5 += _residual(out5, target, norm)[:, None, :, None, :]
-        if clip:
-            _project_blocks(out5, target)
+        for a, b in chunks:
+            block = out5[:, a:b]
+            block += residual[:, a:b, None, :, None]
+            if clip:
+                _project_blocks(block, target[:, a:b])
     return out
 
 
 def _residual(out5: np.ndarray, target: np.ndarray, norm: np.float32) -> np.ndarray:
-    """``target - block means of out5``, float32 (H, W, C)."""
+    """``target - block means of out5``, float32 (C, H, W)."""
     means = _block_sums(out5)
     means *= -norm
     means += target
@@ -603,27 +666,29 @@ def _project_blocks(out5: np.ndarray, target: np.ndarray) -> None:
     breakpoints ``-v_k`` and ``1 - v_k``, from 0 to ``n``: evaluating it at the sorted
     breakpoints and interpolating in the segment that crosses ``n * m`` gives the ``c``
     with mean exactly ``m``. Only blocks with a value outside [0, 1] are touched; the
-    others are already the projection.
+    others are already their own projection.
     """
-    height, scale, width, _, channels = out5.shape
-    outside = np.zeros((height, width, channels), dtype=bool)
-    for py in range(scale):
-        for px in range(scale):
-            values = out5[:, py, :, px]
-            outside |= values < 0.0
-            outside |= values > 1.0
-    i, j, c = np.nonzero(outside)
-    # In chunks: the solver's (n, 2*s*s, s*s) temporary stays small on a bright photo.
-    for start in range(0, i.size, _PROJECT_CHUNK):
-        at = (i[start : start + _PROJECT_CHUNK], slice(None), j[start : start + _PROJECT_CHUNK],
-              slice(None), c[start : start + _PROJECT_CHUNK])
+    scale = out5.shape[2]
+    lowest = _reduce_phases(_reduce_phases(out5, 2, np.minimum), 3, np.minimum)
+    highest = _reduce_phases(_reduce_phases(out5, 2, np.maximum), 3, np.maximum)
+    c, i, j = np.nonzero((lowest < 0.0) | (highest > 1.0))
+    goal = target[c, i, j]
+    # Most such blocks sit in black (or white) areas: mean 0 (1) in [0, 1] has one answer.
+    for value in (0.0, 1.0):
+        flat = goal == value
+        out5[c[flat], i[flat], :, j[flat], :] = value
+    rest = (goal > 0.0) & (goal < 1.0)
+    c, i, j, goal = c[rest], i[rest], j[rest], goal[rest] * np.float32(scale * scale)
+    # In chunks: the solver's (n, 2*s*s, s*s) temporary stays small.
+    for start in range(0, c.size, _PROJECT_CHUNK):
+        part = slice(start, start + _PROJECT_CHUNK)
+        at = (c[part], i[part], slice(None), j[part], slice(None))
         blocks = out5[at]  # (n, s, s), a copy
-        goal = target[at[0], at[2], at[4]] * np.float32(scale * scale)
-        out5[at] = _solve_blocks(blocks.reshape(len(goal), -1), goal).reshape(blocks.shape)
+        out5[at] = _solve_blocks(blocks.reshape(blocks.shape[0], -1), goal[part]).reshape(blocks.shape)
 
 
 def _solve_blocks(blocks: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """``clip(blocks + c, 0, 1)`` with per-row ``c`` making each row sum ``goal``.
+    """``clip(blocks + c, 0, 1)`` with a per-row ``c`` making each row sum to ``goal``.
 
     ``blocks`` float32 (n, k); ``goal`` float32 (n,) in [0, k]. See :func:`_project_blocks`.
     """
@@ -631,12 +696,12 @@ def _solve_blocks(blocks: np.ndarray, goal: np.ndarray) -> np.ndarray:
     sums = np.clip(blocks[:, None, :] + breaks[:, :, None], 0.0, 1.0).sum(axis=2)
     # First breakpoint where the sum reaches the goal (the last one reaches k >= goal).
     k = np.argmax(sums >= goal[:, None], axis=1)
-    rows = np.arange(len(goal))
+    rows = np.arange(goal.size)
     before = np.maximum(k - 1, 0)
     hi_c, hi_g = breaks[rows, k], sums[rows, k]
     lo_c, lo_g = breaks[rows, before], sums[rows, before]
-    # k > 0 means lo_g < goal <= hi_g: a rising segment, interpolate in it; k == 0 means
-    # goal == 0: every value at or below 0.
+    # k > 0: lo_g < goal <= hi_g, a rising segment: interpolate in it. k == 0: goal is 0,
+    # every value goes to 0 or below.
     slope = (hi_c - lo_c) / np.maximum(hi_g - lo_g, np.float32(1e-30))
     shift = np.where(k > 0, lo_c + (goal - lo_g) * slope, hi_c).astype(np.float32)
     return np.clip(blocks + shift[:, None], 0.0, 1.0)

@@ -13,8 +13,12 @@ What happens to every file of a run, whatever the command:
 * :func:`run_batch` processes the items (optionally on a thread pool), prints one
   ``path: message`` line per failed file on stderr, optional JSON records on stdout and a
   progress bar on a terminal, and returns a :class:`BatchResult` with the exit code.
+* With ``run_log``, every finished file is appended to a run log
+  (:mod:`nnip.core.runlog`); with ``skip_existing`` too, an existing output is redone when
+  the log shows that its input or the settings changed since it was made.
 
 Exit codes: 0 every file ok or skipped, 1 at least one file failed, 130 interrupted.
+The CLI turns 130 into 143 when the interruption was a SIGTERM (``nnip.options.run_main``).
 Exit code 2 (usage error) is the CLI's to give: it turns :class:`OutputNameError` into one.
 """
 
@@ -34,12 +38,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from nnip.core.errors import InputError, NnipError, OutputError, OutputExistsError
+from nnip.core.runlog import FileState, RunLog, file_state
 
 __all__ = [
     "EXIT_OK",
     "EXIT_FAILED",
     "EXIT_USAGE",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "InputItem",
     "BatchOptions",
     "BatchResult",
@@ -56,6 +62,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM: the CLI's code for a batch stopped by `kill`
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -85,6 +92,10 @@ class BatchOptions:
     ``output_dir`` None writes beside each input. ``ext`` is the output extension without
     the dot; None keeps each input's own extension. ``overwrite`` and ``skip_existing`` are
     exclusive (an existing output is otherwise an error for that file).
+
+    ``run_log`` is a run log file (JSON Lines, :mod:`nnip.core.runlog`) that every finished
+    file is appended to; ``settings`` is the :func:`~nnip.core.runlog.settings_digest` of
+    what shapes the outputs, compared with the log's under ``skip_existing``.
     """
 
     output_dir: Path | None = None
@@ -98,6 +109,8 @@ class BatchOptions:
     verbose: bool = False
     debug: bool = False
     progress: bool | None = None  # None: a bar when stderr is a terminal and not quiet
+    run_log: Path | None = None
+    settings: str = ""
 
     def __post_init__(self) -> None:
         if self.overwrite and self.skip_existing:
@@ -378,14 +391,18 @@ def run_batch(
     -------
     BatchResult
         Records in input order: ``{input, output, status: ok|skipped|error, error,
-        seconds, device, models}`` plus whatever ``process_fn`` returned.
+        seconds, device, models}`` plus whatever ``process_fn`` returned; a skipped file
+        has ``reason``, a file redone because the run log shows it stale has ``redone``.
 
     Raises
     ------
     OutputNameError
         From :func:`plan_outputs`, before any file is processed.
+    OutputError
+        ``options.run_log`` exists but cannot be read.
     """
     plan = plan_outputs(items, options)
+    run_log = RunLog(options.run_log) if options.run_log is not None else None
     reporter = _Reporter(
         options,
         stdout if stdout is not None else sys.stdout,
@@ -400,9 +417,9 @@ def run_batch(
     ]
     try:
         if options.jobs == 1 or len(tasks) <= 1:
-            _run_serial(tasks, process_fn, options, reporter, slots)
+            _run_serial(tasks, process_fn, options, reporter, slots, run_log)
         else:
-            _run_pool(tasks, process_fn, options, reporter, slots)
+            _run_pool(tasks, process_fn, options, reporter, slots, run_log)
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
@@ -419,9 +436,10 @@ def _run_serial(
     options: BatchOptions,
     reporter: "_Reporter",
     slots: _Slots,
+    run_log: RunLog | None,
 ) -> None:
     for index, item, out in tasks:
-        record = _process_one(item, out, process_fn, options, reporter)
+        record = _process_one(item, out, process_fn, options, reporter, run_log)
         slots[index] = record
         reporter.record(record)
 
@@ -432,6 +450,7 @@ def _run_pool(
     options: BatchOptions,
     reporter: "_Reporter",
     slots: _Slots,
+    run_log: RunLog | None,
 ) -> None:
     # Threads, not processes: onnxruntime and numpy release the GIL, and one Engine (with
     # its cached sessions) is shared. Submitting lazily keeps at most `jobs` files in flight,
@@ -446,7 +465,9 @@ def _run_pool(
                     if task is None:
                         break
                     index, item, out = task
-                    future = pool.submit(_process_one, item, out, process_fn, options, reporter)
+                    future = pool.submit(
+                        _process_one, item, out, process_fn, options, reporter, run_log
+                    )
                     running[future] = index
                 if not running:
                     return
@@ -474,6 +495,7 @@ def _process_one(
     process_fn: ProcessFn,
     options: BatchOptions,
     reporter: "_Reporter",
+    run_log: RunLog | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
     record: dict[str, Any] = {
@@ -490,15 +512,23 @@ def _process_one(
             raise item.error
         assert out is not None
         if os.path.lexists(out) and not options.overwrite:
-            if options.skip_existing:
+            if not options.skip_existing:
+                raise OutputExistsError(f"output {out} exists (use --overwrite or --skip-existing)")
+            skip, reason = _skip_existing(item.path, out, options, run_log)
+            if skip:
                 record["status"] = "skipped"
+                record["reason"] = reason
                 return record
-            raise OutputExistsError(f"output {out} exists (use --overwrite or --skip-existing)")
+            record["redone"] = reason
+        # stat'ed before processing: an input changed meanwhile is redone on the next run
+        state = file_state(item.path) if run_log is not None else None
         extra = process_fn(item.path, out)
         if extra:
             record.update(extra)
         for notice in record.get("notices") or ():
             reporter.notice(item.path, str(notice))
+        if run_log is not None:
+            _log_finished(run_log, item.path, state, out, options, reporter)
     except NnipError as exc:
         _fail(record, str(exc))
         # a user's problem: one line; --debug shows where it was raised
@@ -510,6 +540,30 @@ def _process_one(
     finally:
         record["seconds"] = round(time.perf_counter() - start, 4)
     return record
+
+
+def _skip_existing(
+    src: Path, out: Path, options: BatchOptions, run_log: RunLog | None
+) -> tuple[bool, str]:
+    """``(skip, reason)`` for an existing output under ``skip_existing``."""
+    if run_log is None:
+        return True, "output exists"
+    decision = run_log.decide(src, out, options.settings)
+    return decision.skip, decision.reason
+
+
+def _log_finished(
+    run_log: RunLog,
+    src: Path,
+    state: FileState | None,
+    out: Path,
+    options: BatchOptions,
+    reporter: "_Reporter",
+) -> None:
+    # A log that cannot be written costs the next run its knowledge, not this file.
+    warning = run_log.append(src, state, out, options.settings)
+    if warning:
+        reporter.notice(src, warning)
 
 
 def _fail(record: dict[str, Any], message: str) -> None:

@@ -4,29 +4,54 @@ The output carries the ICC profile of its colour space (built from the same prim
 pixels were converted with), the camera's shooting data as EXIF (make, model, lens, ISO,
 f-number, exposure time, focal length, capture time) and upright pixels: the RAW's
 orientation is applied to the pixels and the file says orientation 1 (never both).
+
+``format="dng"`` stops the pipeline earlier and writes a *linear* DNG, as DxO PureRAW and
+Lightroom's Enhance do: the camera RGB after demosaic (and denoise and lens correction,
+when those stages are on), before white balance and colour matrix, so that another raw
+developer applies its own. The white balance the pipeline would have used (``--wb``, the
+camera's by default) becomes AsShotNeutral; the camera's colour matrix ColorMatrix1 (D65);
+``--exposure`` becomes BaselineExposure. Colour space, highlights and the transfer curve are
+the raw developer's business and do not apply. Pixels stay in sensor orientation and the
+file carries the RAW's Orientation tag (never both).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image as PILImage
 
+from nnip import __version__
 from nnip.core import metadata
-from nnip.core.errors import UnsupportedFormatError
 from nnip.core.imageio import Image, ImageMeta, write_image
 from nnip.develop.icc import icc_profile
-from nnip.develop.pipeline import DevelopOptions, develop
+from nnip.develop.pipeline import (
+    STAGE_ORDER,
+    DevelopFrame,
+    DevelopOptions,
+    build_pipeline,
+    camera_matrix,
+    describe_pipeline,
+    develop,
+)
+from nnip.raw.dng import write_linear_dng
 from nnip.raw.frame import RawFrame, read_raw
 
 if TYPE_CHECKING:
     from nnip.core.engine import Engine
     from nnip.core.models import Registry
 
-__all__ = ["process_file", "camera_exif", "options_from_settings"]
+__all__ = ["process_file", "camera_exif", "options_from_settings", "develop_camera_rgb",
+           "write_developed_dng"]
+
+#: The stages a linear DNG keeps: everything before white balance.
+LINEAR_DNG_STAGES = STAGE_ORDER[: STAGE_ORDER.index("white-balance")]
+#: The value a linear DNG stores for the raw white level (its WhiteLevel; black is 0).
+DNG_WHITE = 65535
 
 _OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(DevelopOptions))
 
@@ -75,9 +100,10 @@ def process_file(
     Returns
     -------
     dict
-        A JSON-ready record: ``width``, ``height`` (as written), ``format``, ``bits``,
-        ``colorspace``, ``demosaic``, ``white_balance``, ``camera``, ``notices``; with
-        ``verbose`` also ``pipeline`` (one line per stage) and ``timings``.
+        A JSON-ready record: ``width``, ``height`` (as written; a DNG's are the stored,
+        sensor-oriented ones), ``format``, ``bits``, ``colorspace`` (``camera`` for DNG),
+        ``demosaic``, ``white_balance``, ``camera``, ``notices``; with ``verbose`` also
+        ``pipeline`` (one line per stage) and ``timings``.
 
     Raises
     ------
@@ -86,9 +112,9 @@ def process_file(
         model), UnsupportedFormatError, OutputError.
     """
     options = options_from_settings(options, **settings)
-    if options.format == "dng":
-        raise UnsupportedFormatError("DNG output is not available in this version")
     raw = read_raw(input_path)
+    if options.format == "dng":
+        return write_developed_dng(raw, output_path, options, engine, registry)
     rgb, meta = develop(raw, options, engine, registry)
     upright = metadata.apply_orientation(rgb, raw.orientation)
     image = Image(
@@ -115,7 +141,7 @@ def _record(raw: RawFrame, options: DevelopOptions, meta: dict[str, Any],
         "height": int(pixels.shape[0]),
         "format": options.format,
         "bits": options.bits,
-        "colorspace": options.colorspace,
+        "colorspace": meta["colorspace"],
         "demosaic": options.demosaic,
         "white_balance": meta["white_balance"],
         "camera": " ".join(part for part in (raw.make, raw.model) if part),
@@ -125,6 +151,128 @@ def _record(raw: RawFrame, options: DevelopOptions, meta: dict[str, Any],
         record["pipeline"] = meta["pipeline"]
         record["timings"] = meta["timings"]
     return record
+
+
+# --------------------------------------------------------------------------- linear DNG
+
+
+def develop_camera_rgb(
+    raw: RawFrame,
+    options: DevelopOptions,
+    engine: "Engine | None" = None,
+    registry: "Registry | None" = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Run the pipeline up to white balance: what a linear DNG stores.
+
+    Parameters
+    ----------
+    raw : RawFrame
+    options : DevelopOptions
+        Demosaic, denoise, lens and white-balance choices are used; the rest is for the
+        later stages and is ignored here.
+    engine, registry
+        As for :func:`~nnip.develop.pipeline.develop`.
+
+    Returns
+    -------
+    rgb : ndarray, float32, shape (H, W, 3)
+        Linear camera RGB, not white balanced, black 0, 1 = the raw white level, not
+        clipped; stored (sensor) orientation.
+    meta : dict
+        ``multipliers`` (3,) the white balance the full pipeline would apply (smallest 1),
+        ``white_balance`` (mode and multipliers), ``colorspace`` (``camera``), ``pipeline``,
+        ``notices``, ``timings``, ``denoised`` (whether a denoise stage ran).
+    """
+    stages = build_pipeline(options, engine, registry)
+    by_name = {stage.name: stage for stage in stages}
+    work = DevelopFrame.from_raw(raw)
+    for name in ("denoise", "lens"):
+        requested = getattr(options, name)
+        if requested != "off" and not by_name[name].enabled:
+            work = work.with_notice(f"{name} {requested}: not available in this version, off")
+    timings: dict[str, float] = {}
+    for name in LINEAR_DNG_STAGES:
+        if by_name[name].enabled:
+            start = time.perf_counter()
+            work = by_name[name].apply(work)
+            timings[name] = round(time.perf_counter() - start, 4)
+    # The white-balance stage decides the multipliers (camera, auto, kelvin...) exactly as
+    # the full pipeline does; its balanced pixels are dropped at once.
+    balanced = by_name["white-balance"].apply(work)
+    multipliers = np.asarray(balanced.multipliers, dtype=np.float64)
+    work = work.replace(notices=balanced.notices)
+    del balanced
+    meta = {
+        "multipliers": multipliers,
+        "white_balance": {"mode": str(options.wb),
+                          "multipliers": [round(float(m), 6) for m in multipliers]},
+        "colorspace": "camera",
+        # The stages that ran, and white balance, whose choice becomes AsShotNeutral.
+        "pipeline": describe_pipeline(stages[: len(LINEAR_DNG_STAGES) + 1])
+        + ["then: linear DNG (camera RGB; white balance as AsShotNeutral)"],
+        "notices": list(work.notices),
+        "timings": timings,
+        "denoised": by_name["denoise"].enabled,
+    }
+    return work.pixels.astype(np.float32, copy=False), meta
+
+
+def write_developed_dng(
+    raw: RawFrame,
+    output_path: str | os.PathLike[str],
+    options: DevelopOptions,
+    engine: "Engine | None" = None,
+    registry: "Registry | None" = None,
+) -> dict[str, Any]:
+    """Develop ``raw`` to camera RGB and write it as a linear DNG with the camera metadata.
+
+    The raw white level maps to 65535 (WhiteLevel), black to 0; the RAW's NoiseProfile is
+    kept unless the data was denoised (it would no longer describe it). Returns the same
+    record as :func:`process_file`.
+    """
+    rgb, meta = develop_camera_rgb(raw, options, engine, registry)
+    matrix, notice = camera_matrix(raw)
+    notices = meta["notices"]
+    for text in (notice, *_ignored_for_dng(options)):
+        if text and text not in notices:
+            notices.append(text)
+    stored = _to_uint16(rgb)
+    del rgb
+    write_linear_dng(
+        output_path, stored,
+        color_matrix1=matrix, calibration_illuminant1=21,  # cam_from_xyz is for D65
+        as_shot_neutral=1.0 / meta["multipliers"],
+        white_level=DNG_WHITE,
+        baseline_exposure=float(options.exposure),
+        noise_profile=None if meta["denoised"] else raw.noise_profile,
+        make=raw.make or "Unknown", model=raw.model or "camera",
+        iso=raw.iso, fnumber=raw.fnumber, focal_length=raw.focal_length,
+        exposure_time=raw.exposure_time, lens_model=raw.lens or None,
+        orientation=raw.orientation, datetime=raw.capture_time,
+        original_raw_file_name=raw.path.name if raw.path is not None else None,
+        software=f"nnip {__version__}",
+    )
+    return _record(raw, options, meta, stored)
+
+
+def _to_uint16(rgb: np.ndarray) -> np.ndarray:
+    """[0, 1] float -> [0, 65535] uint16, in place on ``rgb`` to spare a full-size copy."""
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    rgb *= np.float32(DNG_WHITE)
+    np.rint(rgb, out=rgb)
+    return rgb.astype(np.uint16)
+
+
+def _ignored_for_dng(options: DevelopOptions) -> list[str]:
+    """Notices for options that only shape a rendered image, not a linear DNG."""
+    notices = []
+    if options.colorspace != DevelopOptions.colorspace:
+        notices.append(f"colorspace {options.colorspace}: not used for DNG output "
+                       "(camera RGB is written; the raw developer converts it)")
+    if options.highlights != DevelopOptions.highlights:
+        notices.append(f"highlights {options.highlights}: not used for DNG output "
+                       "(the raw developer handles highlights)")
+    return notices
 
 
 def camera_exif(raw: RawFrame) -> bytes | None:
