@@ -363,7 +363,7 @@ def _tiff_dimensions(data: bytes, rng: random.Random, others: Sequence[Seed], ab
 
 
 def _png_dimensions(data: bytes, rng: random.Random, others: Sequence[Seed], absurd: bool) -> bytes:
-    if not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
+    if len(data) < 33 or not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
         return _flip_bits(data, rng, others)
     width, height = struct.unpack(">II", data[16:24])
     if absurd:
@@ -409,6 +409,23 @@ def _set_dimensions(data: bytes, rng: random.Random, others: Sequence[Seed], abs
     return _tiff_dimensions(data, rng, others, absurd)
 
 
+def fix_png_crcs(data: bytes) -> bytes:
+    """``data`` with every whole PNG chunk's CRC recomputed, so damage reaches the decoder.
+
+    Without it nearly every mutation of a PNG only tests the CRC check.
+    """
+    out = bytearray(data)
+    position = 8
+    while position + 12 <= len(out):
+        (length,) = struct.unpack(">I", out[position:position + 4])
+        end = position + 12 + length
+        if end > len(out):
+            break
+        out[end - 4:end] = struct.pack(">I", zlib.crc32(bytes(out[position + 4:end - 4])))
+        position = end
+    return bytes(out)
+
+
 def _empty(data: bytes, rng: random.Random, _: Sequence[Seed]) -> bytes:
     return b"" if rng.random() < 0.5 else data[:rng.randint(1, 16)]
 
@@ -443,15 +460,16 @@ class Case:
     ext: str
 
 
-def _target_of(index: int) -> str:
-    cycle = [t for t in TARGETS for _ in range(WEIGHTS[t])]
+def _target_of(index: int, targets: Sequence[str]) -> str:
+    cycle = [t for t in targets for _ in range(WEIGHTS[t])]
     return cycle[index % len(cycle)]
 
 
-def make_case(index: int, master: int, seeds: Sequence[Seed]) -> Case:
+def make_case(index: int, master: int, seeds: Sequence[Seed],
+              targets: Sequence[str] = TARGETS) -> Case:
     """Case ``index`` of the campaign ``master``: a pure function of its arguments."""
     rng = random.Random(master * 1_000_003 + index)
-    target = _target_of(index)
+    target = _target_of(index, targets)
     pool = [s for s in seeds if s.target == target]
     seed = rng.choice(pool)
     data = seed.data
@@ -462,6 +480,9 @@ def make_case(index: int, master: int, seeds: Sequence[Seed]) -> Case:
         if data:
             data = MUTATORS[name][0](data, rng, pool)
             applied.append(name)
+    if target == "png" and rng.random() < 0.6:
+        data = fix_png_crcs(data)
+        applied.append("png-crc-fixed")
     ext = seed.ext if rng.random() < 0.9 else rng.choice(_WRONG_EXTENSIONS)
     return Case(index, target, seed.name, tuple(applied), data, ext)
 
@@ -582,7 +603,7 @@ def _limit_resources(memory: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, hard))
 
 
-def worker_main(seeds_dir: Path, master: int, memory: int) -> None:
+def worker_main(seeds_dir: Path, master: int, memory: int, targets: Sequence[str]) -> None:
     """Read case numbers on stdin, run each, answer one JSON line per case on stdout."""
     # The protocol keeps the real stdout; anything a library prints goes to stderr.
     channel = os.fdopen(os.dup(1), "w", buffering=1)
@@ -594,7 +615,7 @@ def worker_main(seeds_dir: Path, master: int, memory: int) -> None:
 
     with tempfile.TemporaryDirectory(prefix="nnip-fuzz-") as scratch:
         for line in sys.stdin:
-            case = make_case(int(line), master, seeds)
+            case = make_case(int(line), master, seeds, targets)
             channel.write(run_case(case, Path(scratch)).to_json() + "\n")
 
 
@@ -634,9 +655,10 @@ class Campaign:
                                  "message": outcome.message, "ext": case.ext})
 
 
-def _spawn(seeds_dir: Path, master: int, memory: int, log: Path) -> _Worker:
+def _spawn(seeds_dir: Path, args: argparse.Namespace, log: Path) -> _Worker:
     command = [sys.executable, "-X", "faulthandler", str(Path(__file__).resolve()), "--worker",
-               "--seeds-dir", str(seeds_dir), "--seed", str(master), "--memory", str(memory)]
+               "--seeds-dir", str(seeds_dir), "--seed", str(args.seed), "--memory",
+               str(args.memory), "--targets", ",".join(args.targets)]
     with open(log, "ab") as err:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=err, bufsize=0)
@@ -683,13 +705,13 @@ def run_campaign(args: argparse.Namespace, seeds: Sequence[Seed], seeds_dir: Pat
             worker.process.kill()
         worker.process.wait()
         campaign.restarts += 1
-        fresh = _spawn(seeds_dir, args.seed, args.memory, log)
+        fresh = _spawn(seeds_dir, args, log)
         selector.register(fresh.process.stdout, selectors.EVENT_READ, fresh)
         workers[workers.index(worker)] = fresh
         return fresh
 
     for _ in range(args.workers):
-        worker = _spawn(seeds_dir, args.seed, args.memory, log)
+        worker = _spawn(seeds_dir, args, log)
         selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
         workers.append(worker)
         feed(worker)
@@ -724,7 +746,7 @@ def run_campaign(args: argparse.Namespace, seeds: Sequence[Seed], seeds_dir: Pat
 
 
 def _record(campaign: Campaign, outcome: Outcome, seeds: Sequence[Seed], args: argparse.Namespace) -> int:
-    case = make_case(outcome.index, args.seed, seeds)
+    case = make_case(outcome.index, args.seed, seeds, args.targets)
     campaign.add(case, outcome)
     if outcome.status == "crash":
         _save_crash(case, WORK / "crashes")
@@ -799,6 +821,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory", type=int, default=MEMORY_LIMIT, help="worker address-space limit, bytes")
     parser.add_argument("--extra-raw", type=Path, action="append", default=[],
                         help="a folder of extra RAW seed files (repeatable)")
+    parser.add_argument("--targets", type=lambda text: tuple(text.split(",")), default=TARGETS,
+                        help=f"comma-separated subset of {','.join(TARGETS)}")
     parser.add_argument("--progress", type=int, default=5000, help="print a line every N cases")
     parser.add_argument("--replay", type=int, default=None, metavar="CASE",
                         help="run one case in this process (with a traceback) and exit")
@@ -809,7 +833,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _replay(args: argparse.Namespace, seeds: Sequence[Seed]) -> None:
-    case = make_case(args.replay, args.seed, seeds)
+    case = make_case(args.replay, args.seed, seeds, args.targets)
     print(f"case {case.index}: {case.target}, seed {case.seed}, mutations {case.mutations}, "
           f"{len(case.data)} bytes, extension {case.ext!r}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -821,8 +845,11 @@ def _replay(args: argparse.Namespace, seeds: Sequence[Seed]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        raise SystemExit(f"unknown target(s) {', '.join(sorted(unknown))}; known: {', '.join(TARGETS)}")
     if args.worker:
-        worker_main(args.seeds_dir, args.seed, args.memory)
+        worker_main(args.seeds_dir, args.seed, args.memory, args.targets)
         return 0
     seeds_dir = WORK / "seeds"
     seeds = make_seeds(seeds_dir, args.extra_raw)

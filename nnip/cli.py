@@ -56,6 +56,17 @@ RAW_EXTENSIONS = (
 _DEFAULTS = DevelopOptions()
 
 
+def _check_denoise(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``auto``, ``off`` or a strength 0..2, checked here so a bad value names the option."""
+    from nnip.develop.denoise import parse_denoise
+
+    try:
+        parse_denoise(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return value
+
+
 def _parse_wb(ctx: click.Context, param: click.Parameter, value: str) -> Any:
     """The library's white balance parser; its message lists what is accepted."""
     try:
@@ -125,10 +136,13 @@ def models(ctx: click.Context, models_dir: Path | None, as_json: bool, markdown:
 )
 @click.option(
     "--denoise",
-    type=click.Choice(("nn", "off"), case_sensitive=False),
     default=_DEFAULTS.denoise,
+    callback=_check_denoise,
     show_default=True,
-    help="Neural denoising, or off.",
+    metavar="auto|off|STRENGTH",
+    help="Neural denoising of the mosaic: auto (strength 1 = the estimated noise), off, "
+    "or a strength 0..2 (more never gives a noisier result). --verbose prints the noise "
+    "parameters used per file.",
 )
 @click.option(
     "--lens",
@@ -189,14 +203,21 @@ def _make_processor(
     from nnip.core.errors import ModelNotFoundError
     from nnip.core.models import Registry
     from nnip.develop import build_pipeline, process_file
+    from nnip.develop.denoise import parse_denoise
     from nnip.develop.pipeline import describe_pipeline
 
     registry = Registry(params["models_dir"])
     engine = Engine(device=params["device"], threads=params["threads"], registry=registry)
     models: list[str] = []
-    if develop_options.demosaic == "nn":
+    wanted = {
+        "denoise": (parse_denoise(develop_options.denoise), develop_options.denoise_model),
+        "demosaic": (develop_options.demosaic == "nn", develop_options.demosaic_model),
+    }
+    for task, (enabled, name) in wanted.items():
+        if not enabled:
+            continue
         try:  # for the records; a missing model is each file's error, from the pipeline
-            models.append(registry.find("demosaic", develop_options.demosaic_model).name)
+            models.append(registry.find(task, name).name)
         except ModelNotFoundError:
             pass
     if params["verbose"]:
@@ -212,8 +233,9 @@ def _make_processor(
                 process_file(src, tmp, develop_options, engine, registry=registry)
             ),
         )
+        details = [f"noise: {record['noise']['text']}"] if "noise" in record else []
         # the device may have stepped down (auto) once a session opened
-        return {**record, "device": engine.device, "models": models}
+        return {**record, "device": engine.device, "models": models, "details": details}
 
     return process
 

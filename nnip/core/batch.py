@@ -622,6 +622,8 @@ class _Reporter:
                     f"{record['input']}: {record['status']} -> {record['output']} "
                     f"({record['seconds']:.2f} s)"
                 )
+                for line in record.get("details") or ():  # per-file facts, e.g. noise used
+                    self._write_err(f"{record['input']}:   {line}")
             if self._bar is not None:
                 self._bar.update(1)
 

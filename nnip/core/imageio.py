@@ -93,6 +93,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"
 _INCH_PER_METRE = 39.37007874015748
 _JPEG_SEGMENT_BYTES = 65533  # largest APP1 payload Pillow writes
+_QUANTISE_CHUNK = 1 << 20  # float values converted to integers per step (4 MB, cache-sized)
 
 
 @dataclass(frozen=True)
@@ -864,7 +865,11 @@ def _output_bits(fmt: str, bits: int | None, source_bits: int) -> int:
 
 
 def _to_samples(image: Image, bits: int, *, drop_alpha: bool) -> np.ndarray:
-    """(H, W, K) samples to store: colour then alpha; rounded and clipped unless float."""
+    """(H, W, K) samples to store: colour then alpha; rounded and clipped unless float.
+
+    Integer samples are filled chunk by chunk: a 96 MP upscale is 1.15 GB of float32, and
+    whole-array clip / scale / round would make several float copies of that size.
+    """
     planes = [image.pixels]
     if image.alpha is not None:
         if drop_alpha:
@@ -872,12 +877,33 @@ def _to_samples(image: Image, bits: int, *, drop_alpha: bool) -> np.ndarray:
                 raise OutputError("JPEG cannot store transparency; write PNG or TIFF instead")
         else:
             planes.append(image.alpha[:, :, None])
-    values = np.concatenate(planes, axis=2) if len(planes) > 1 else planes[0]
     if bits == 32:
+        values = np.concatenate(planes, axis=2) if len(planes) > 1 else planes[0]
         return np.ascontiguousarray(values, dtype=np.float32)
-    top = 255.0 if bits == 8 else 65535.0
-    scaled = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0) * np.float32(top)
-    return np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
+    height, width = image.pixels.shape[:2]
+    depth = sum(plane.shape[2] for plane in planes)
+    samples = np.empty((height, width, depth), dtype=np.uint8 if bits == 8 else np.uint16)
+    start = 0
+    for plane in planes:
+        _quantise(plane, samples[:, :, start : start + plane.shape[2]], 255.0 if bits == 8 else 65535.0)
+        start += plane.shape[2]
+    return samples
+
+
+def _quantise(values: np.ndarray, out: np.ndarray, top: float) -> None:
+    """``out = rint(clip(values, 0, 1) * top)`` with NaN -> 0, a few rows at a time.
+
+    ``values`` float (H, W, K); ``out`` an unsigned integer (H, W, K) array or view.
+    Scaling before clipping gives the same numbers; ``fmax``/``fmin`` send NaN to the bound.
+    """
+    rows = max(1, _QUANTISE_CHUNK // max(values[0].size, 1))
+    bound = np.float32(top)
+    for y in range(0, values.shape[0], rows):
+        chunk = np.multiply(values[y : y + rows], bound, dtype=np.float32)
+        np.fmax(chunk, np.float32(0.0), out=chunk)
+        np.fmin(chunk, bound, out=chunk)
+        np.rint(chunk, out=chunk)
+        out[y : y + rows] = chunk
 
 
 def _output_meta(image: Image, software: str) -> ImageMeta:

@@ -133,13 +133,24 @@ def _key(path: str | os.PathLike[str]) -> str:
 class RunLog:
     """A run log file: the entries read when it was opened, and appending finished files.
 
-    Appending is thread-safe (``--jobs``) and one ``write`` per line on a file opened for
-    appending, so processes sharing a log do not mix their lines.
+    Opening reads the entries and makes sure the file can be appended to (creating it and
+    its directory), so an unusable ``--run-log`` stops the run before any work. Appending
+    is thread-safe (``--jobs``) and one ``write`` per line on a file opened for appending,
+    so processes sharing a log do not mix their lines.
+
+    Raises
+    ------
+    OutputError
+        The log cannot be read or cannot be appended to.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._entries = self._read()
+        try:
+            self._write(b"")
+        except OSError as exc:
+            raise OutputError(f"cannot write the run log {self.path}: {exc.strerror or exc}") from None
         self._lock = threading.Lock()
         self._failed = False
 
@@ -238,7 +249,7 @@ class RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            written = os.write(fd, data)
+            written = os.write(fd, data) if data else 0
             if written != len(data):  # a full disk mid-line: say so rather than log half
                 raise OSError(28, "short write (disk full?)")
         finally:

@@ -340,8 +340,6 @@ class Denoise:
         return frame.replace(**changes)
 
     def _spec(self) -> "ModelSpec":
-        if self.engine is None:
-            raise ValueError("denoise nn needs an Engine")
         registry = self.registry
         if registry is None:
             from nnip.core.models import Registry
@@ -351,4 +349,7 @@ class Denoise:
             except ModelError as exc:  # no models directory or manifest at all
                 raise ModelNotFoundError(f"no model for task 'denoise' installed ({exc})") \
                     from None
-        return registry.find("denoise", self.model)
+        spec = registry.find("denoise", self.model)
+        if self.engine is None:
+            raise ValueError("denoise nn needs an Engine")
+        return spec

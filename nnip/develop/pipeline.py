@@ -38,6 +38,7 @@ from nnip.develop.demosaic import (
     libraw_demosaic,
     nn_demosaic,
 )
+from nnip.develop.denoise import Denoise, parse_denoise
 from nnip.raw.frame import RawFrame
 
 if TYPE_CHECKING:
@@ -92,8 +93,10 @@ class DevelopOptions:
     ``bits`` None means the format's usual depth (16 for TIFF and PNG, 8 for JPEG).
     ``wb`` is anything :func:`nnip.develop.colour.parse_white_balance` accepts
     (``camera``, ``auto``, ``daylight``, a preset, ``5500K`` or 5500, ``R,G,B``).
-    ``denoise`` and ``lens`` accept ``nn`` but those stages are not built yet: they stay off
-    and the result carries a notice saying so. Invalid values raise ValueError at once.
+    ``denoise`` is ``off``, ``auto`` (= ``nn`` = strength 1) or a strength 0..2 (see
+    :func:`nnip.develop.denoise.parse_denoise`). ``lens`` accepts ``nn`` but that stage is not
+    built yet: it stays off and the result carries a notice saying so. Invalid values raise
+    ValueError at once.
     """
 
     format: str = "tiff"
@@ -108,6 +111,7 @@ class DevelopOptions:
     verbose: bool = False
     quality: int = 95
     demosaic_model: str | None = None
+    denoise_model: str | None = None
     tile: int | None = None
     icc_version: int = 2
 
@@ -132,9 +136,9 @@ class DevelopOptions:
         if self.highlights not in HIGHLIGHT_MODES:
             raise ValueError(
                 f"highlights {self.highlights!r} is not one of {', '.join(HIGHLIGHT_MODES)}")
-        for name in ("denoise", "lens"):
-            if getattr(self, name) not in ("off", "nn"):
-                raise ValueError(f"{name} {getattr(self, name)!r} is not one of off, nn")
+        parse_denoise(self.denoise)  # off | auto | nn | strength 0..2; raises ValueError
+        if self.lens not in ("off", "nn"):
+            raise ValueError(f"lens {self.lens!r} is not one of off, nn")
         if not np.isfinite(self.exposure):
             raise ValueError("exposure must be a finite number of stops")
         if not 1 <= self.quality <= 100:
@@ -170,6 +174,8 @@ class DevelopFrame:
         ``linear`` until the transfer stage, then the output space's transfer function.
     optics : object or None
         Lens/optics description for the lens stage (not used yet).
+    noise : NoiseParams or None
+        The noise model (a, b) the denoise stage used, and where it came from.
     notices : tuple of str
         One-line notes for the user (fallbacks taken).
     """
@@ -182,6 +188,7 @@ class DevelopFrame:
     highlight_mask: np.ndarray | None = None
     transfer: str = "linear"
     optics: Any = None
+    noise: Any = None
     notices: tuple[str, ...] = ()
 
     @classmethod
@@ -301,26 +308,6 @@ class Normalise:
     def apply(self, frame: DevelopFrame) -> DevelopFrame:
         _expect(frame, self.name, "raw")
         return frame.replace(pixels=normalise_mosaic(frame.raw), space="mosaic")
-
-
-@dataclass(frozen=True)
-class Denoise:
-    """Neural denoising on the mosaic (not built yet: always off)."""
-
-    requested: str = "off"
-    name: str = "denoise"
-
-    @property
-    def enabled(self) -> bool:
-        return False
-
-    def describe(self) -> str:
-        if self.requested == "off":
-            return "denoise: off"
-        return f"denoise: off ({self.requested} is not available in this version)"
-
-    def apply(self, frame: DevelopFrame) -> DevelopFrame:
-        return frame
 
 
 @dataclass(frozen=True)
@@ -590,7 +577,7 @@ def build_pipeline(
     """The stages for ``options``, in :data:`STAGE_ORDER` (disabled ones included)."""
     stages: list[Stage] = [
         Normalise(),
-        Denoise(options.denoise),
+        Denoise(options.denoise, engine, registry, options.denoise_model, options.tile),
         Demosaic(options.demosaic, engine, registry, options.demosaic_model, options.tile),
         Lens(options.lens),
         WhiteBalanceStage(options.wb),
@@ -651,9 +638,8 @@ def develop(
     """
     stages = build_pipeline(options, engine, registry)
     work = DevelopFrame.from_raw(frame)
-    for name, requested in (("denoise", options.denoise), ("lens", options.lens)):
-        if requested != "off":
-            work = work.with_notice(f"{name} {requested}: not available in this version, off")
+    if options.lens != "off":
+        work = work.with_notice(f"lens {options.lens}: not available in this version, off")
     timings: dict[str, float] = {}
     for stage in stages:
         if not stage.enabled:
@@ -673,5 +659,7 @@ def develop(
         "notices": list(work.notices),
         "timings": timings,
     }
+    if work.noise is not None:
+        meta["noise"] = {**work.noise.to_dict(), "text": work.noise.describe()}
     return work.pixels.astype(np.float32, copy=False), meta
 

@@ -147,6 +147,8 @@ def _record(raw: RawFrame, options: DevelopOptions, meta: dict[str, Any],
         "camera": " ".join(part for part in (raw.make, raw.model) if part),
         "notices": meta["notices"],
     }
+    if "noise" in meta:
+        record["noise"] = meta["noise"]
     if options.verbose:
         record["pipeline"] = meta["pipeline"]
         record["timings"] = meta["timings"]

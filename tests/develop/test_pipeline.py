@@ -229,11 +229,16 @@ def test_cmyg_sensor_is_refused(chart_frames) -> None:
         develop(frame, DevelopOptions(demosaic="bilinear"))
 
 
-def test_requested_denoise_and_lens_are_reported_off(chart_frames) -> None:
-    _, meta = develop(chart_frames["RGGB"],
-                      DevelopOptions(demosaic="bilinear", denoise="nn", lens="nn"))
-    assert meta["notices"] == ["denoise nn: not available in this version, off",
-                               "lens nn: not available in this version, off"]
+def test_requested_lens_is_reported_off(chart_frames) -> None:
+    _, meta = develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear", lens="nn"))
+    assert meta["notices"] == ["lens nn: not available in this version, off"]
+
+
+def test_denoise_without_a_model_is_one_clear_error(chart_frames, tmp_path) -> None:
+    (tmp_path / "manifest.json").write_text('{"models": []}')
+    with pytest.raises(ModelNotFoundError, match="no model for task 'denoise' installed"):
+        develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear", denoise="auto"),
+                registry=Registry(tmp_path))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,0 +1,612 @@
+"""The lens stage's work: lensfun profile corrections, then the neural deblur.
+
+``--lens`` modes (:data:`LENS_MODES`): ``off`` (the stage is disabled: the pipeline is
+exactly the pipeline without it), ``profile`` (lensfun only), ``deblur`` (network only; a
+missing model is an error), ``auto`` (both where possible; a missing profile or model is a
+one-line notice). Both parts work on the demosaicked, linear, NOT white-balanced camera RGB
+(1 = the sensor's white level), where a sensor clip is at 1 in every channel.
+
+Order inside the stage: vignetting, then one resampling for distortion + lateral CA (TCA),
+then the network. The profile's TCA is exact for a known lens, so the network (trained
+for lateral CA from none up to 1.5 px) sees only what is left and cannot correct it twice;
+resampling once keeps interpolation softening to one pass; and lensfun's vignetting model
+is defined on the captured geometry, so it goes first.
+
+Profile corrections (:func:`find_lens_profile`, :func:`apply_profile`) use the lensfun
+database shipped in the ``lensfunpy`` wheel for the *data*: the camera's crop factor and the
+lens's calibration interpolated at the shot's focal length, f-number and distance. The
+models themselves are evaluated here in float64 (lensfun's own coordinate output jitters
+by up to 0.5 px from pixel to pixel in lensfunpy 1.18): with ``n`` = half the shorter
+image side times ``crop(camera) / crop(calibration)``, ``r = distance / n``:
+
+* distortion ``poly3``: ``r_d = r (1 - k1 + k1 r^2)``; ``poly5``: ``r_d = r (1 + k1 r^2 +
+  k2 r^4)``; ``ptlens``: ``r_d = r (a r^3 + b r^2 + c r + 1 - a - b - c)``;
+* TCA ``linear``: ``r_c = k_c r``; ``poly3``: ``r_c = r (b_c r^2 + c_c r + v_c)`` for the red
+  and blue images, taken at the distorted position of the green one;
+* vignetting ``pa``: gain ``1 / (1 + k1 r^2 + k2 r^4 + k3 r^6)`` with ``r`` normalised to
+  the half *diagonal* (times the same crop ratio).
+
+These match lensfunpy's own output to its jitter (tests/develop/test_lens.py). The output
+keeps the frame size; a zoom (``scale``, lensfun's "auto scale") is chosen so that no pixel
+of the output samples outside the captured image. Resampling is a cubic spline (scipy).
+
+The neural deblur (task ``lens``) - model contract:
+
+- input ``image`` (layout ``rgb``, 3 channels, transfer ``srgb``): the linear camera RGB
+  above encoded with the sRGB curve (mirrored through 0 for negative noise), not clipped;
+- input ``optics`` (layout ``optics``, 4 channels): :func:`nnip.develop.optics.optics_planes`
+  of the frame (Airy radius, field radius, cos and sin of the field angle);
+- output ``rgb`` (3 channels): the corrected image, same encoding, not clipped.
+
+Where a channel of the input is clipped (at or above :data:`CLIP_LEVEL`), the input value is
+kept (the network does the same inside, so training and inference agree): what the sensor
+lost cannot be recovered, and leaving it untouched keeps the highlight stage's view of
+clipped pixels and cannot ring.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from nnip.core.errors import ModelError, ModelNotFoundError
+from nnip.develop.colour import decode_transfer, encode_transfer
+from nnip.develop.optics import OpticsMap, optics_for_frame
+
+if TYPE_CHECKING:
+    from nnip.core.engine import Engine
+    from nnip.core.models import ModelSpec, Registry
+    from nnip.develop.pipeline import DevelopFrame
+
+__all__ = [
+    "LENS_MODES",
+    "CLIP_LEVEL",
+    "LENS_SCORE_MIN",
+    "parse_lens",
+    "lensfun_database",
+    "find_camera",
+    "LensProfile",
+    "ProfileCorrection",
+    "find_lens_profile",
+    "profile_correction",
+    "vignetting_gain",
+    "source_coordinates",
+    "apply_profile",
+    "check_lens_model",
+    "deblur",
+    "Lens",
+]
+
+#: Every ``--lens`` value.
+LENS_MODES = ("auto", "off", "deblur", "profile")
+#: Linear camera value from which a channel counts as clipped (demosaicking spreads the
+#: sensor's clip at 1 a little below it).
+CLIP_LEVEL = 0.98
+#: Smallest lensfun match score accepted for a lens name (an exact name scores 85, Canon's
+#: own ``EF24-70mm f/2.8L II USM`` spelling about 52, a bare ``50mm`` under 40).
+LENS_SCORE_MIN = 50
+#: Focus distance (m) assumed for vignetting: EXIF rarely has it; lensfun's own default.
+DEFAULT_DISTANCE_M = 1000.0
+
+_STRIP_ROWS = 256  # rows resampled at once (bounds the coordinate arrays' memory)
+
+
+def parse_lens(value: str | None) -> str:
+    """``--lens`` value -> one of :data:`LENS_MODES` (None -> ``off``).
+
+    Raises
+    ------
+    ValueError
+        Anything else (the CLI turns it into a usage error).
+    """
+    text = "off" if value is None else str(value).strip().lower()
+    if text not in LENS_MODES:
+        raise ValueError(f"lens {value!r} is not one of {', '.join(LENS_MODES)}")
+    return text
+
+
+# --------------------------------------------------------------------------- lensfun
+
+
+@functools.lru_cache(maxsize=1)
+def lensfun_database() -> Any:
+    """The lensfun database of the ``lensfunpy`` wheel (read once per process, ~0.3 s);
+    None when ``lensfunpy`` is not installed."""
+    try:
+        import lensfunpy
+    except ImportError:
+        return None
+    return lensfunpy.Database()
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def find_camera(make: str, model: str) -> Any:
+    """The lensfun camera for EXIF/LibRaw ``make`` and ``model``, or None.
+
+    LibRaw drops the maker from the model (``Canon`` + ``EOS 5D Mark III``) while lensfun
+    keeps it (``Canon EOS 5D Mark III``): both spellings are tried, then a loose search
+    whose result must name the same model once punctuation and the maker are ignored.
+    """
+    database = lensfun_database()
+    if database is None or not model.strip():
+        return None
+    maker = make.strip() or None
+    for name in (model.strip(), f"{make.strip()} {model.strip()}".strip()):
+        found = database.find_cameras(maker, name)
+        if found:
+            return found[0]
+    wanted = _norm(model)
+    for camera in database.find_cameras(maker, model.strip(), loose_search=True):
+        found_name = _norm(camera.model)
+        if found_name == wanted or found_name == _norm(camera.maker) + wanted:
+            return camera
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class LensProfile:
+    """A matched lensfun camera + lens.
+
+    Attributes
+    ----------
+    camera_name, lens_name : str
+        lensfun's names.
+    crop_ratio : float
+        ``crop(camera) / crop(lens calibration)``: how much of the calibrated field the
+        image covers.
+    centre : (float, float)
+        Lens centre offset (x, y) in normalised units (lensfun's ``center_x/y``).
+    lens : lensfunpy.Lens
+        For interpolating the calibration.
+    """
+
+    camera_name: str
+    lens_name: str
+    crop_ratio: float
+    centre: tuple[float, float]
+    lens: Any = field(repr=False)
+
+    def describe(self) -> str:
+        return f"{self.lens_name} on {self.camera_name}"
+
+
+def find_lens_profile(
+    make: str, model: str, lens: str, focal_length_mm: float | None = None
+) -> tuple[LensProfile | None, str]:
+    """Match EXIF names against the lensfun database.
+
+    Parameters
+    ----------
+    make, model, lens : str
+        Camera maker and model, lens model (EXIF LensModel as LibRaw reads it).
+    focal_length_mm : float, optional
+        Rejects a lens whose focal range does not hold it (a mis-match).
+
+    Returns
+    -------
+    profile : LensProfile or None
+    reason : str
+        Empty on a match; else why there is none (one line, for a notice).
+    """
+    if lensfun_database() is None:
+        return None, "lensfunpy is not installed"
+    camera = find_camera(make, model)
+    shown = f"{make} {model}".strip() or "unknown camera"
+    if camera is None:
+        return None, f"camera {shown!r} is not in the lensfun database"
+    if not lens.strip():
+        return None, "no lens name in EXIF"
+    candidates = lensfun_database().find_lenses(camera, None, lens.strip())
+    if not candidates or candidates[0].score < LENS_SCORE_MIN:
+        return None, f"no lensfun profile for lens {lens.strip()!r}"
+    best = candidates[0]
+    if len(candidates) > 1 and candidates[1].score == best.score:
+        return None, f"lens {lens.strip()!r} matches several lensfun profiles"
+    if focal_length_mm and not (best.min_focal * 0.99 <= focal_length_mm <= best.max_focal * 1.01):
+        return None, (f"lensfun's {best.model!r} does not cover {focal_length_mm:g} mm "
+                      "(wrong match)")
+    crop_ratio = float(camera.crop_factor) / float(best.crop_factor or camera.crop_factor)
+    return LensProfile(
+        camera_name=str(camera.model), lens_name=str(best.model), crop_ratio=crop_ratio,
+        centre=(float(best.center_x), float(best.center_y)), lens=best,
+    ), ""
+
+
+# --------------------------------------------------------------------------- the models
+
+
+@dataclass(frozen=True)
+class ProfileCorrection:
+    """The lens calibration at one focal length / f-number, ready to evaluate.
+
+    ``distortion``: (model name, terms) or None; ``tca``: (model name, terms) or None;
+    ``vignetting``: (k1, k2, k3) or None; ``crop_ratio`` and ``centre`` as in
+    :class:`LensProfile`.
+    """
+
+    distortion: tuple[str, tuple[float, ...]] | None
+    tca: tuple[str, tuple[float, ...]] | None
+    vignetting: tuple[float, float, float] | None
+    crop_ratio: float = 1.0
+    centre: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def geometric(self) -> bool:
+        """True when there is something to resample for."""
+        return self.distortion is not None or self.tca is not None
+
+
+def profile_correction(
+    profile: LensProfile,
+    focal_length_mm: float,
+    fnumber: float | None,
+    *,
+    distance_m: float = DEFAULT_DISTANCE_M,
+    distortion: bool = True,
+    tca: bool = True,
+    vignetting: bool = True,
+) -> ProfileCorrection:
+    """Interpolate ``profile``'s calibration at the shot's settings.
+
+    Vignetting needs the f-number (None -> no vignetting correction). Models this module
+    does not evaluate (none so far in lensfun's database) are left out.
+    """
+    lens = profile.lens
+    dist = lens.interpolate_distortion(float(focal_length_mm)) if distortion else None
+    ca = lens.interpolate_tca(float(focal_length_mm)) if tca else None
+    vig = None
+    if vignetting and fnumber:
+        vig = lens.interpolate_vignetting(float(focal_length_mm), float(fnumber), float(distance_m))
+    dist_model = _model_name(dist)
+    tca_model = _model_name(ca)
+    vig_ok = vig is not None and _model_name(vig) == "pa"
+    return ProfileCorrection(
+        distortion=(dist_model, tuple(float(t) for t in dist.terms))
+        if dist_model in ("poly3", "poly5", "ptlens") else None,
+        tca=(tca_model, tuple(float(t) for t in ca.terms))
+        if tca_model in ("linear", "poly3") else None,
+        vignetting=tuple(float(t) for t in vig.terms[:3]) if vig_ok else None,  # type: ignore[arg-type]
+        crop_ratio=profile.crop_ratio,
+        centre=profile.centre,
+    )
+
+
+def _model_name(calibration: Any) -> str:
+    if calibration is None:
+        return ""
+    return str(getattr(calibration.model, "name", calibration.model)).lower()
+
+
+def _distort(r: np.ndarray, model: str, terms: Sequence[float]) -> np.ndarray:
+    """Distorted radius / undistorted radius (lensfun's models; module notes)."""
+    if model == "poly3":
+        k1 = np.float32(terms[0])
+        return (np.float32(1.0) - k1) + k1 * r * r
+    if model == "poly5":
+        k1, k2 = np.float32(terms[0]), np.float32(terms[1])
+        r2 = r * r
+        return np.float32(1.0) + (k1 + k2 * r2) * r2
+    a, b, c = (np.float32(t) for t in terms[:3])
+    return ((a * r + b) * r + c) * r + (np.float32(1.0) - a - b - c)
+
+
+def _tca_factor(r: np.ndarray, model: str, terms: Sequence[float], channel: int) -> np.ndarray:
+    """Radius factor of the red (channel 0) or blue (2) image against green."""
+    index = 0 if channel == 0 else 1
+    if model == "linear":
+        return np.full_like(r, terms[index])
+    v, c, b = (np.float32(terms[i]) for i in (index, 2 + index, 4 + index))
+    return (b * r + c) * r + v
+
+
+def _geometry(height: int, width: int, correction: ProfileCorrection) -> tuple[float, float, float]:
+    """Centre (x, y) in pixels and ``n`` (pixels per normalised distortion unit)."""
+    n = min(height, width) / 2.0 * correction.crop_ratio
+    cx = (width - 1) / 2.0 + correction.centre[0] * n
+    cy = (height - 1) / 2.0 + correction.centre[1] * n
+    return cx, cy, n
+
+
+def vignetting_gain(
+    rows: np.ndarray, cols: np.ndarray, height: int, width: int, correction: ProfileCorrection
+) -> np.ndarray:
+    """The brightening (>= 1 where the lens darkens) at pixels (rows, cols), float32."""
+    if correction.vignetting is None:
+        return np.ones(np.broadcast(rows, cols).shape, dtype=np.float32)
+    k1, k2, k3 = correction.vignetting
+    cx, cy, _ = _geometry(height, width, correction)
+    n = math.hypot(height, width) / 2.0 * correction.crop_ratio
+    r2 = ((np.asarray(cols, np.float64) - cx) ** 2 + (np.asarray(rows, np.float64) - cy) ** 2) / n**2
+    falloff = 1.0 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+    return (1.0 / np.maximum(falloff, 1e-3)).astype(np.float32)
+
+
+def source_coordinates(
+    rows: np.ndarray, cols: np.ndarray, height: int, width: int,
+    correction: ProfileCorrection, scale: float = 1.0,
+) -> np.ndarray:
+    """Where output pixels (rows, cols) sample the captured image, per channel.
+
+    Parameters
+    ----------
+    rows, cols : ndarray
+        Output pixel coordinates, broadcastable (a column of rows and a row of columns).
+    scale : float
+        Zoom of the output about the centre (> 1 magnifies).
+
+    Returns
+    -------
+    ndarray, float32, shape (3, 2) + broadcast shape
+        ``[channel, (row, col), ...]``: green (and red/blue without TCA) at the distorted
+        position of the output pixel; red and blue further scaled by their TCA factor
+        about the centre. float32 holds positions to 1/2000 px on a 10000 px image.
+    """
+    cx, cy, n = _geometry(height, width, correction)
+    ux = ((np.asarray(cols, np.float64) - cx) / (n * scale)).astype(np.float32)
+    uy = ((np.asarray(rows, np.float64) - cy) / (n * scale)).astype(np.float32)
+    shape = np.broadcast(ux, uy).shape
+    if correction.distortion is not None:
+        factor = _distort(np.sqrt(ux * ux + uy * uy), *correction.distortion)
+        ux, uy = ux * factor, uy * factor
+    ux, uy = np.broadcast_to(ux, shape), np.broadcast_to(uy, shape)
+    out = np.empty((3, 2) + shape, dtype=np.float32)
+    r = np.sqrt(ux * ux + uy * uy) if correction.tca is not None else None
+    for channel in range(3):
+        if r is not None and channel != 1:
+            f = _tca_factor(r, correction.tca[0], correction.tca[1], channel) * np.float32(n)
+            np.multiply(uy, f, out=out[channel, 0])
+            np.multiply(ux, f, out=out[channel, 1])
+        else:
+            np.multiply(uy, np.float32(n), out=out[channel, 0])
+            np.multiply(ux, np.float32(n), out=out[channel, 1])
+        out[channel, 0] += np.float32(cy)
+        out[channel, 1] += np.float32(cx)
+    return out
+
+
+def _auto_scale(height: int, width: int, correction: ProfileCorrection) -> float:
+    """Smallest zoom (0.5..2) for which every output border pixel samples inside the image
+    (lensfun's "auto scale": no empty corners, as much of the field as fits)."""
+    ys = np.concatenate([np.zeros(64), np.full(64, height - 1.0), np.linspace(0, height - 1, 64),
+                         np.linspace(0, height - 1, 64)])
+    xs = np.concatenate([np.linspace(0, width - 1, 64), np.linspace(0, width - 1, 64),
+                         np.zeros(64), np.full(64, width - 1.0)])
+
+    def inside(scale: float) -> bool:
+        c = source_coordinates(ys, xs, height, width, correction, scale)
+        return bool((c[:, 0] >= -0.01).all() and (c[:, 0] <= height - 0.99).all()
+                    and (c[:, 1] >= -0.01).all() and (c[:, 1] <= width - 0.99).all())
+
+    low, high = 0.5, 2.0
+    if inside(low):
+        return low
+    for _ in range(40):
+        mid = 0.5 * (low + high)
+        low, high = (low, mid) if inside(mid) else (mid, high)
+    return high
+
+
+def apply_profile(
+    rgb: np.ndarray, correction: ProfileCorrection, *, order: int = 3
+) -> np.ndarray:
+    """Vignetting, then distortion + TCA in one resampling (module notes).
+
+    Parameters
+    ----------
+    rgb : ndarray, float32, shape (H, W, 3)
+        Linear camera RGB (any white balance), not clipped.
+    correction : ProfileCorrection
+    order : int
+        Spline order of the resampling (3 cubic, 1 bilinear).
+
+    Returns
+    -------
+    ndarray, float32, shape (H, W, 3)
+        Corrected, same size; not clipped (vignetting correction can exceed 1).
+    """
+    from scipy import ndimage
+
+    image = np.asarray(rgb, dtype=np.float32)
+    height, width = image.shape[:2]
+    if correction.vignetting is not None:
+        rows = np.arange(height, dtype=np.float64)[:, None]
+        cols = np.arange(width, dtype=np.float64)[None, :]
+        image = image * vignetting_gain(rows, cols, height, width, correction)[..., None]
+    if not correction.geometric:
+        return np.ascontiguousarray(image, dtype=np.float32)
+    scale = _auto_scale(height, width, correction)
+    # Spline coefficients of all three channels first, so each strip's coordinates are
+    # computed once for the three (the coordinates cost as much as the resampling).
+    planes = [ndimage.spline_filter(image[..., c], order=order, output=np.float32, mode="mirror")
+              if order > 1 else np.ascontiguousarray(image[..., c]) for c in range(3)]
+    del image
+    out = np.empty((height, width, 3), dtype=np.float32)
+    cols = np.arange(width, dtype=np.float64)[None, :]
+    for top in range(0, height, _STRIP_ROWS):
+        rows = np.arange(top, min(top + _STRIP_ROWS, height), dtype=np.float64)[:, None]
+        coords = source_coordinates(rows, cols, height, width, correction, scale)
+        for channel in range(3):
+            out[top:top + rows.shape[0], :, channel] = ndimage.map_coordinates(
+                planes[channel], coords[channel], order=order, mode="mirror", prefilter=False)
+    return out
+
+
+# --------------------------------------------------------------------------- the network
+
+
+def check_lens_model(spec: "ModelSpec") -> tuple[int, int]:
+    """Positions of the ``rgb`` image input and the ``optics`` input of a lens model.
+
+    Raises
+    ------
+    ModelError
+        The spec does not follow the lens contract (module notes).
+    """
+    layouts = [t.layout for t in spec.inputs]
+    problems = []
+    if "lens" not in spec.tasks:
+        problems.append("task 'lens'")
+    if len(layouts) != 2 or "rgb" not in layouts or "optics" not in layouts:
+        problems.append("two inputs, rgb and optics")
+    else:
+        if spec.inputs[layouts.index("rgb")].channels != 3:
+            problems.append("a 3-channel rgb input")
+        if spec.inputs[layouts.index("optics")].channels != 4:
+            problems.append("a 4-channel optics input")
+    if spec.outputs[0].channels != 3 or spec.scale != 1:
+        problems.append("a 3-channel output at scale 1")
+    if problems:
+        raise ModelError(f"model {spec.name!r} cannot correct lenses here: the lens stage "
+                         "needs " + " and ".join(problems))
+    return layouts.index("rgb"), layouts.index("optics")
+
+
+def deblur(
+    rgb: np.ndarray,
+    optics: OpticsMap,
+    engine: "Engine",
+    spec: "ModelSpec",
+    *,
+    tile: int | None = None,
+) -> np.ndarray:
+    """Correct lens blur and residual lateral CA with the network ``spec``.
+
+    Parameters
+    ----------
+    rgb : ndarray, float32, shape (H, W, 3)
+        Linear camera RGB, not white balanced, 1 = white level, not clipped.
+    optics : OpticsMap
+        Of this frame (its size must be H x W).
+    engine, spec
+        The engine and a model following the lens contract (module notes).
+    tile : int, optional
+        Engine tile edge.
+
+    Returns
+    -------
+    ndarray, float32, shape (H, W, 3)
+        Same units, not clipped; clipped input values (>= :data:`CLIP_LEVEL`) kept.
+    """
+    image = np.asarray(rgb, dtype=np.float32)
+    if (optics.height, optics.width) != image.shape[:2]:
+        raise ValueError(f"optics map of {optics.width}x{optics.height} for an image of "
+                         f"{image.shape[1]}x{image.shape[0]}")
+    image_at, optics_at = check_lens_model(spec)
+    inputs: list[Any] = [None, None]
+    inputs[image_at] = np.ascontiguousarray(
+        np.moveaxis(encode_transfer(image, spec.inputs[image_at].transfer), -1, 0))
+    inputs[optics_at] = optics.planes()
+    output = engine.run(spec, inputs, tile=tile)
+    del inputs
+    corrected = decode_transfer(np.moveaxis(output, 0, -1), spec.outputs[0].transfer)
+    clipped = image >= CLIP_LEVEL
+    corrected[clipped] = image[clipped]
+    return np.ascontiguousarray(corrected, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+@dataclass(frozen=True, eq=False)
+class Lens:
+    """The pipeline's lens stage: demosaicked camera RGB, before white balance.
+
+    ``requested`` is what ``--lens`` said (:data:`LENS_MODES`). ``off`` disables the stage,
+    so the pipeline is then exactly the pipeline without it. The frame's ``optics`` field
+    receives the :class:`~nnip.develop.optics.OpticsMap` used.
+    """
+
+    requested: str = "off"
+    engine: "Engine | None" = None
+    registry: "Registry | None" = None
+    model: str | None = None
+    tile: int | None = None
+    name: str = "lens"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requested", parse_lens(self.requested))
+
+    @property
+    def enabled(self) -> bool:
+        return self.requested != "off"
+
+    @property
+    def wants_profile(self) -> bool:
+        return self.requested in ("auto", "profile")
+
+    @property
+    def wants_deblur(self) -> bool:
+        return self.requested in ("auto", "deblur")
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "lens: off"
+        parts = []
+        if self.wants_profile:
+            parts.append("lensfun profile (vignetting, distortion, TCA)")
+        if self.wants_deblur:
+            parts.append(f"nn deblur (model {self.model or 'first installed for task lens'})")
+        return f"lens: {self.requested}: " + " + ".join(parts)
+
+    def apply(self, frame: "DevelopFrame") -> "DevelopFrame":
+        if frame.space != "camera" or frame.pixels.ndim != 3:
+            raise RuntimeError(f"stage lens expects camera RGB pixels, got {frame.space!r}")
+        raw = frame.raw
+        pixels = frame.pixels
+        if self.wants_profile:
+            pixels, notice = self._profile(frame)
+            if notice:
+                frame = frame.with_notice(notice)
+        optics = optics_for_frame(raw)
+        if self.wants_deblur:
+            spec = self._spec()
+            if spec is None:
+                frame = frame.with_notice("lens deblur: no model for task 'lens' installed; "
+                                          "skipped")
+            else:
+                if optics.notice:
+                    frame = frame.with_notice(optics.notice)
+                pixels = deblur(pixels, optics, self.engine, spec, tile=self.tile)
+        return frame.replace(pixels=pixels, optics=optics)
+
+    def _profile(self, frame: "DevelopFrame") -> tuple[np.ndarray, str]:
+        raw = frame.raw
+        profile, reason = find_lens_profile(raw.make, raw.model, raw.lens, raw.focal_length)
+        if profile is None:
+            return frame.pixels, f"lens profile: {reason}; profile corrections skipped"
+        if not raw.focal_length:
+            return frame.pixels, ("lens profile: no focal length in EXIF; profile corrections "
+                                  "skipped")
+        correction = profile_correction(profile, raw.focal_length, raw.fnumber)
+        notice = "" if raw.fnumber else "lens profile: no f-number in EXIF; vignetting not corrected"
+        return apply_profile(frame.pixels, correction), notice
+
+    def _spec(self) -> "ModelSpec | None":
+        """The lens model; None when none is installed and the mode is ``auto``."""
+        if self.engine is None:
+            if self.requested == "auto":
+                return None
+            raise ValueError("lens deblur needs an Engine")
+        registry = self.registry
+        try:
+            if registry is None:
+                from nnip.core.models import Registry
+
+                registry = Registry()
+            return registry.find("lens", self.model)
+        except ModelNotFoundError:
+            if self.requested == "auto" and self.model is None:
+                return None
+            raise
+        except ModelError as exc:  # no models directory or manifest at all
+            if self.requested == "auto" and self.model is None:
+                return None
+            raise ModelNotFoundError(f"no model for task 'lens' installed ({exc})") from None
