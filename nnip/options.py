@@ -42,10 +42,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TypeVar
 
@@ -508,9 +510,27 @@ def _sigterm_as_interrupt() -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Keep the decoders' chatter off stderr: Python warnings and unhandled log records.
+
+    A damaged file must give one ``path: message`` line, not tifffile's log of every bad
+    tag or Pillow's EXIF warnings besides (Python prints both when nobody handles them).
+    """
+    root = logging.getLogger()
+    sink = logging.NullHandler()
+    root.addHandler(sink)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeHandler(sink)
+
+
 def run_main(group: click.Group, prog: str, argv: Sequence[str] | None = None) -> NoReturn:
     """The console-script entry point: usage errors exit 2, Ctrl-C 130, SIGTERM 143."""
-    with _sigterm_as_interrupt() as terminated:
+    with _quiet_libraries(), _sigterm_as_interrupt() as terminated:
         code = _main(group, prog, argv, terminated)
     if terminated and code == EXIT_INTERRUPTED:
         code = EXIT_TERMINATED

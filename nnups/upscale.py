@@ -631,7 +631,9 @@ def _fidelity_planar(
     # temporaries (fresh full-size ones cost more in page faults than in arithmetic).
     step = max(1, _CHUNK_VALUES // (channels * scale * scale * width))
     chunks = [(a, min(a + step, height)) for a in range(0, height, step)]
-    residual = _residual(out5, target, norm)
+    residual = np.empty_like(target)
+    for a, b in chunks:
+        residual[:, a:b] = _residual(out5[:, a:b], target[:, a:b], norm)
     for _ in range(smooth_steps):
         following = np.empty_like(residual)
         for a, b in chunks:  # block row i takes residual rows i - 1 .. i + 1: all known
@@ -643,11 +645,24 @@ def _fidelity_planar(
         residual = following
     if exact:
         for a, b in chunks:
-            block = out5[:, a:b]
-            block += residual[:, a:b, None, :, None]
+            _add_nearest(out5[:, a:b], residual[:, a:b])
             if clip:
-                _project_blocks(block, target[:, a:b])
+                _project_blocks(out5[:, a:b], target[:, a:b])
     return out
+
+
+def _add_nearest(out5: np.ndarray, residual: np.ndarray) -> None:
+    """``out5 += nearest_up(residual)``: each block gets its pixel of ``residual`` (C, H, W).
+
+    The residual is widened to a row phase first, so the adds run over whole output rows
+    (a broadcast over the short block axes would make numpy loop over 2 values at a time).
+    """
+    scale = out5.shape[2]
+    wide = np.empty(residual.shape + (scale,), dtype=np.float32)
+    for px in range(scale):
+        wide[..., px] = residual
+    for py in range(scale):
+        out5[:, :, py] += wide
 
 
 def _residual(out5: np.ndarray, target: np.ndarray, norm: np.float32) -> np.ndarray:

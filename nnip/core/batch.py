@@ -24,6 +24,7 @@ Exit code 2 (usage error) is the CLI's to give: it turns :class:`OutputNameError
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -198,7 +199,17 @@ def _expand(word: str, *, recursive: bool, exts: frozenset[str] | None) -> list[
         for match in matches:
             found.extend(_from_existing(Path(match), recursive=recursive, exts=exts))
         return found
-    return [InputItem(path, InputError("no such file or directory"))]
+    return [InputItem(path, _missing(path))]
+
+
+def _missing(path: Path) -> InputError:
+    """Why a path that does not exist cannot be used; a too long one says so."""
+    try:
+        os.lstat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return InputError("path too long for the file system")
+    return InputError("no such file or directory")
 
 
 def _from_existing(
@@ -310,9 +321,11 @@ def atomic_write(final_path: str | os.PathLike[str], write_fn: Callable[[Path], 
 
     The temporary file sits in the output directory (``os.replace`` is atomic only within a
     file system) under a hidden name that keeps the real extension, so writers that infer
-    the format from the name still work: ``.{name}.tmp-{random}{ext}``. It is removed on any
-    exception, KeyboardInterrupt included, so ``final_path`` is either the complete new file
-    or untouched. The output directory is created (parents too).
+    the format from the name still work: ``.{name}.tmp-{random}{ext}``, the name cut short
+    where the whole would pass the file system's name limit (so every name an output may
+    have can be written). It is removed on any exception, KeyboardInterrupt included, so
+    ``final_path`` is either the complete new file or untouched. The output directory is
+    created (parents too).
 
     Raises
     ------
@@ -321,7 +334,7 @@ def atomic_write(final_path: str | os.PathLike[str], write_fn: Callable[[Path], 
     """
     final = Path(final_path)
     _make_dir(final.parent)
-    temp = final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}{final.suffix}"
+    temp = _temp_path(final)
     try:
         write_fn(temp)
         if not temp.exists():
@@ -337,6 +350,23 @@ def atomic_write(final_path: str | os.PathLike[str], write_fn: Callable[[Path], 
         _remove_quietly(temp)
         raise
     return final
+
+
+def _temp_path(final: Path) -> Path:
+    """A hidden temporary name beside ``final``, with its extension, within NAME_MAX bytes."""
+    tail = f".tmp-{secrets.token_hex(4)}{final.suffix}"
+    name = os.fsencode(final.name)
+    excess = len(name) + len(os.fsencode(tail)) + 1 - _name_max(final.parent)
+    if excess > 0:  # cut bytes, not characters: fsdecode keeps a cut UTF-8 sequence intact
+        name = name[: max(1, len(name) - excess)]
+    return final.parent / f".{os.fsdecode(name)}{tail}"
+
+
+def _name_max(directory: Path) -> int:
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # not POSIX, or no answer: the common limit
+        return 255
 
 
 def _make_dir(directory: Path) -> None:

@@ -15,16 +15,17 @@ is defined on the captured geometry, so it goes first.
 Profile corrections (:func:`find_lens_profile`, :func:`apply_profile`) use the lensfun
 database shipped in the ``lensfunpy`` wheel for the *data*: the camera's crop factor and the
 lens's calibration interpolated at the shot's focal length, f-number and distance. The
-models themselves are evaluated here in float64 (lensfun's own coordinate output jitters
-by up to 0.5 px from pixel to pixel in lensfunpy 1.18): with ``n`` = half the shorter
-image side times ``crop(camera) / crop(calibration)``, ``r = distance / n``:
+models themselves are evaluated here (lensfun's own coordinate output jitters by up to
+0.5 px from pixel to pixel in lensfunpy 1.18): with ``n`` = half the shorter image side
+(between the outermost pixel centres, as lensfun measures it) times ``crop(camera) /
+crop(calibration)``, ``r = distance from the centre / n``:
 
 * distortion ``poly3``: ``r_d = r (1 - k1 + k1 r^2)``; ``poly5``: ``r_d = r (1 + k1 r^2 +
   k2 r^4)``; ``ptlens``: ``r_d = r (a r^3 + b r^2 + c r + 1 - a - b - c)``;
 * TCA ``linear``: ``r_c = k_c r``; ``poly3``: ``r_c = r (b_c r^2 + c_c r + v_c)`` for the red
   and blue images, taken at the distorted position of the green one;
 * vignetting ``pa``: gain ``1 / (1 + k1 r^2 + k2 r^4 + k3 r^6)`` with ``r`` normalised to
-  the half *diagonal* (times the same crop ratio).
+  the half *diagonal* between corner pixel centres (times the same crop ratio).
 
 These match lensfunpy's own output to its jitter (tests/develop/test_lens.py). The output
 keeps the frame size; a zoom (``scale``, lensfun's "auto scale") is chosen so that no pixel
@@ -309,7 +310,7 @@ def _tca_factor(r: np.ndarray, model: str, terms: Sequence[float], channel: int)
 
 def _geometry(height: int, width: int, correction: ProfileCorrection) -> tuple[float, float, float]:
     """Centre (x, y) in pixels and ``n`` (pixels per normalised distortion unit)."""
-    n = min(height, width) / 2.0 * correction.crop_ratio
+    n = (min(height, width) - 1) / 2.0 * correction.crop_ratio
     cx = (width - 1) / 2.0 + correction.centre[0] * n
     cy = (height - 1) / 2.0 + correction.centre[1] * n
     return cx, cy, n
@@ -323,7 +324,7 @@ def vignetting_gain(
         return np.ones(np.broadcast(rows, cols).shape, dtype=np.float32)
     k1, k2, k3 = correction.vignetting
     cx, cy, _ = _geometry(height, width, correction)
-    n = math.hypot(height, width) / 2.0 * correction.crop_ratio
+    n = math.hypot(height - 1, width - 1) / 2.0 * correction.crop_ratio
     r2 = ((np.asarray(cols, np.float64) - cx) ** 2 + (np.asarray(rows, np.float64) - cy) ** 2) / n**2
     falloff = 1.0 + k1 * r2 + k2 * r2**2 + k3 * r2**3
     return (1.0 / np.maximum(falloff, 1e-3)).astype(np.float32)
@@ -395,7 +396,8 @@ def _auto_scale(height: int, width: int, correction: ProfileCorrection) -> float
 
 
 def apply_profile(
-    rgb: np.ndarray, correction: ProfileCorrection, *, order: int = 3
+    rgb: np.ndarray, correction: ProfileCorrection, *, order: int = 3,
+    scale: float | None = None,
 ) -> np.ndarray:
     """Vignetting, then distortion + TCA in one resampling (module notes).
 
@@ -406,6 +408,9 @@ def apply_profile(
     correction : ProfileCorrection
     order : int
         Spline order of the resampling (3 cubic, 1 bilinear).
+    scale : float, optional
+        Zoom about the centre; None: the smallest that samples no pixel outside the image
+        (outside samples mirror the border).
 
     Returns
     -------
@@ -422,7 +427,7 @@ def apply_profile(
         image = image * vignetting_gain(rows, cols, height, width, correction)[..., None]
     if not correction.geometric:
         return np.ascontiguousarray(image, dtype=np.float32)
-    scale = _auto_scale(height, width, correction)
+    scale = _auto_scale(height, width, correction) if scale is None else float(scale)
     # Spline coefficients of all three channels first, so each strip's coordinates are
     # computed once for the three (the coordinates cost as much as the resampling).
     planes = [ndimage.spline_filter(image[..., c], order=order, output=np.float32, mode="mirror")

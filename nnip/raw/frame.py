@@ -28,21 +28,28 @@ What is handled, and how
   is missing (every pixel equal, or most pixels exactly 0 although the black level is above
   0: stripped test files, truncated uploads) raises :class:`RawDecodeError` rather than
   developing into a silently broken picture.
+* A header that claims far more pixels than the file could hold (more than
+  :data:`MAX_PIXELS_PER_BYTE` per byte) is refused before LibRaw unpacks anything: a damaged
+  12 kB file must not make LibRaw allocate and scan hundreds of megapixels.
+* File names that are not valid UTF-8 (rawpy passes names to LibRaw as UTF-8) are read
+  through an in-memory copy of the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import logging
 import os
+import stat
 import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -50,15 +57,25 @@ from nnip.core.errors import InputError, RawDecodeError
 
 __all__ = [
     "BAYER_PATTERNS",
+    "MAX_PIXELS_PER_BYTE",
     "RawFrame",
     "bayer_letters",
     "read_raw",
+    "open_libraw",
     "libraw_version",
     "orientation_from_flip",
 ]
 
 #: The four Bayer phases, row-major letters of the 2x2 cell at the visible (0, 0).
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+
+#: Raw pixels one byte of file may hold at most (0.01 bit per pixel): far beyond what any
+#: raw codec reaches on sensor data, whose noise alone costs bits. A header claiming more
+#: is corrupt (the same bound as the DNG strip check below).
+MAX_PIXELS_PER_BYTE = 800
+
+# What LibRaw puts before its messages when it reads from memory instead of a named file.
+_BUFFER_NAME = "unknown file"
 
 # LibRaw's ``flip`` (dcraw's) -> EXIF Orientation. dcraw maps EXIF o to flip "50132467"[o & 7].
 _EXIF_FROM_FLIP = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
@@ -196,11 +213,12 @@ def read_raw(path: str | os.PathLike[str]) -> RawFrame:
         stripped of its pixel data), with a one-line reason.
     """
     path = Path(path)
-    _check_input(path)
+    size = _check_input(path)
     failure: Exception | None = None
-    with _captured_stderr(str(path)) as chatter:
+    source, name = _rawpy_source(path)
+    with _captured_stderr(name) as chatter:
         try:
-            frame = _read_with_rawpy(path)
+            frame = _read_with_rawpy(path, source, size)
         except Exception as exc:  # rawpy raises its own classes, not OSError
             failure = exc
     if isinstance(failure, RawDecodeError):
@@ -214,25 +232,68 @@ def read_raw(path: str | os.PathLike[str]) -> RawFrame:
     return frame
 
 
-def _check_input(path: Path) -> None:
-    if not path.exists():
-        raise InputError("file not found")
-    if path.is_dir():
+def _check_input(path: Path) -> int:
+    """The file's size in bytes, after the checks that make it readable at all."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError("file not found") from None
+    except OSError as exc:  # a name too long, a loop of links, ...
+        raise InputError(f"cannot access the file ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InputError("is a directory, not a RAW file")
     try:
-        size = path.stat().st_size
         with open(path, "rb"):
             pass
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror or exc})") from None
-    if size == 0:
+    if info.st_size == 0:
         raise InputError("empty file (0 bytes)")
+    return int(info.st_size)
 
 
-def _read_with_rawpy(path: Path) -> RawFrame:
+def _rawpy_source(path: Path) -> tuple[str | BinaryIO, str]:
+    """What ``rawpy.imread`` gets for ``path``, and the name LibRaw prefixes messages with.
+
+    rawpy hands LibRaw the name encoded as UTF-8, which a name holding other bytes (a
+    Latin-1 name from an old card reader) cannot be: such a file is read into memory.
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return io.BytesIO(path.read_bytes()), _BUFFER_NAME
+        except OSError as exc:
+            raise InputError(f"cannot read file ({exc.strerror or exc})") from None
+    return str(path), str(path)
+
+
+def open_libraw(path: str | os.PathLike[str]):
+    """``rawpy.imread`` for any file name, including names that are not valid UTF-8.
+
+    For code that must hand LibRaw the file itself (the classical demosaic); use it as
+    ``with open_libraw(path) as raw:``. Errors are rawpy's.
+    """
     import rawpy
 
-    with rawpy.imread(str(path)) as raw:
+    return rawpy.imread(_rawpy_source(Path(path))[0])
+
+
+def _check_plausible_size(raw, file_size: int) -> None:
+    """Refuse a header claiming more pixels than ``file_size`` bytes can hold (before unpack)."""
+    width, height = int(raw.sizes.raw_width), int(raw.sizes.raw_height)
+    if width * height > MAX_PIXELS_PER_BYTE * file_size:
+        raise RawDecodeError(
+            f"truncated or corrupt RAW data (the header says {width}x{height} pixels, "
+            f"too many for a file of {file_size} bytes)"
+        )
+
+
+def _read_with_rawpy(path: Path, source: str | BinaryIO, file_size: int) -> RawFrame:
+    import rawpy
+
+    with rawpy.imread(source) as raw:
+        _check_plausible_size(raw, file_size)
         mosaic = np.array(raw.raw_image_visible, copy=True)  # the view dies with the file
         mosaic.setflags(write=False)
         color_desc = raw.color_desc.decode("ascii", "replace")
@@ -548,6 +609,16 @@ def _read_dng_tags(path: Path) -> dict:
     except Exception:  # a damaged TIFF structure: LibRaw has already decided on the pixels
         return {}
     found: dict = {"missing_data": missing} if missing else {}
+    try:
+        found.update(_dng_colour_tags(tags, raw_tags))
+    except (ValueError, TypeError, IndexError, OverflowError):
+        pass  # damaged colour tags (text where numbers belong): LibRaw's own matrix is used
+    return found
+
+
+def _dng_colour_tags(tags: dict, raw_tags: dict) -> dict:
+    """``cam_from_xyz`` and ``noise_profile`` where the DNG's tags give them."""
+    found: dict = {}
     matrix = _dng_cam_from_xyz(tags)
     if matrix is not None:
         found["cam_from_xyz"] = matrix

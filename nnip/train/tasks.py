@@ -360,3 +360,4 @@ register_task(
 # The raw tasks register themselves here, after every name above exists.
 from nnip.train import raw_tasks as _raw_tasks  # noqa: E402,F401
 from nnip.train import denoise_task as _denoise_task  # noqa: E402,F401
+from nnip.train import lens_task as _lens_task  # noqa: E402,F401

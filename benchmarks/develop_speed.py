@@ -1,0 +1,168 @@
+"""Speed and memory of ``nnip develop`` on a 24-megapixel DNG (6000 x 4000) to 16-bit TIFF.
+
+The DNG is made by the project's simulator (:func:`nnip.simulate.pairs.simulate_dng`, ISO
+100, no optics: content matters little for speed) from a real photo: the largest photo in
+``../shared/data/train/photos``, area-downscaled by 2 (to shed its JPEG and demosaic
+residue) and mirror-tiled to 6000 x 4000. It is kept in ``benchmarks/_work/`` (ignored by
+git) and reused while it exists. Each run is the real command, as a user types it::
+
+    nnip develop big.dng -o OUT --format tiff --bits 16 --demosaic METHOD --overwrite --quiet
+
+for METHOD = nn (when a ``demosaic`` model is installed), ahd and bilinear, started from a
+fresh wrapper process whose only child is the command, so the peak RSS
+(``getrusage(RUSAGE_CHILDREN).ru_maxrss``) is that run's alone. Wall seconds include
+start-up, decoding, the pipeline and the TIFF encoding. The output's size is checked.
+
+Bar (issue "nnip develop", for nn): <= 30 s and peak RSS <= 2 GB (2048 MiB). The load
+average before the runs is printed: the numbers are only as good as the machine is idle.
+
+    python benchmarks/develop_speed.py --results benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from common import REPO, Section, describe_model, markdown_table, publish, run_measured, shared_path
+from develop_end_to_end import demosaic_model, nnip_command
+
+__all__ = ["make_source", "make_big_dng", "main"]
+
+METHODS = ("nn", "ahd", "bilinear")
+SECONDS_BAR = 30.0
+RSS_BAR_MIB = 2048.0
+WORK = REPO / "benchmarks" / "_work" / "develop_speed"
+
+
+def make_source(width: int, height: int) -> tuple[np.ndarray, str]:
+    """(height, width, 3) float32 sRGB made from a real photo, and where it came from."""
+    from nnip.core.imageio import read_image  # noqa: PLC0415
+    from nnip.simulate.resize import imresize  # noqa: PLC0415
+
+    photos = shared_path("data", "train", "photos")
+    candidates = sorted(photos.glob("*.jpg"), key=lambda p: p.stat().st_size) if photos else []
+    if not candidates:
+        rng = np.random.default_rng(0)  # no photo here: smooth random texture, same cost
+        small = rng.random((height // 16 + 1, width // 16 + 1, 3)).astype(np.float32)
+        tile = np.repeat(np.repeat(small, 16, axis=0), 16, axis=1)
+        return tile[:height, :width], "random 16-px blocks (no ../shared photos)"
+    photo = read_image(candidates[-1]).pixels
+    half = np.clip(imresize(photo, 0.5), 0.0, 1.0).astype(np.float32)
+    reps = (-(-height // half.shape[0]), -(-width // half.shape[1]))
+    tiled = np.pad(half, ((0, (reps[0] - 1) * half.shape[0]), (0, (reps[1] - 1) * half.shape[1]),
+                          (0, 0)), mode="symmetric")  # mirror tiling: no seams
+    return np.ascontiguousarray(tiled[:height, :width]), (
+        f"{candidates[-1].name} ({photo.shape[1]}x{photo.shape[0]}), area/2, mirror-tiled")
+
+
+def make_big_dng(path: Path, width: int, height: int) -> str:
+    """Write the test DNG unless it exists; return a description of its source."""
+    note = path.with_suffix(".txt")
+    if path.exists() and note.exists():
+        return note.read_text(encoding="utf-8").strip()
+    from nnip.simulate.pairs import simulate_dng  # noqa: PLC0415
+
+    print(f"simulating a {width}x{height} DNG ...", file=sys.stderr, flush=True)
+    source, text = make_source(width, height)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    simulate_dng(source, path, iso=100.0, optics=False, seed=0)
+    note.write_text(text + "\n", encoding="utf-8")
+    return text
+
+
+def _tiff_size(path: Path) -> tuple[int, int] | None:
+    try:
+        import tifffile  # noqa: PLC0415
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            return int(page.shape[1]), int(page.shape[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_all(prefix: list[str], dng: Path, methods: list[str], size: tuple[int, int],
+            models_dir: Path | None) -> tuple[list[list[object]], list[bool]]:
+    rows, verdicts = [], []
+    with tempfile.TemporaryDirectory(prefix="nnip_speed_") as tmp:
+        out = Path(tmp)
+        for method in methods:
+            command = [*prefix, "develop", str(dng), "-o", str(out), "--format", "tiff", "--bits",
+                       "16", "--demosaic", method, "--overwrite", "--quiet"]
+            if models_dir is not None:
+                command += ["--models-dir", str(models_dir)]
+            print(f"developing with --demosaic {method} ...", file=sys.stderr, flush=True)
+            result = run_measured(command)
+            got = _tiff_size(out / f"{dng.stem}.tif")
+            ran = result.returncode == 0 and got == size
+            if not ran:
+                print(f"  failed (rc {result.returncode}, output {got}): "
+                      f"{result.stderr.strip()[-500:]}", file=sys.stderr)
+            barred = method == "nn"
+            ok = ran and (not barred or (result.seconds <= SECONDS_BAR
+                                         and result.peak_rss_mb <= RSS_BAR_MIB))
+            verdicts.append(ok)
+            megapixels = size[0] * size[1] / 1e6
+            rows.append([method, f"{result.seconds:.1f}", f"{megapixels / result.seconds:.2f}",
+                         f"{result.peak_rss_mb:.0f}",
+                         f"{SECONDS_BAR:g} s, {RSS_BAR_MIB:.0f} MiB" if barred else "-",
+                         ("pass" if ok else "FAIL") if ran else f"FAIL (rc {result.returncode})"])
+            (out / f"{dng.stem}.tif").unlink(missing_ok=True)
+    return rows, verdicts
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, height = (int(v) for v in text.lower().split("x"))
+    return width, height
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=_size, default=(6000, 4000), metavar="WxH",
+                        help="DNG size (default 6000x4000)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated --demosaic values (default {','.join(METHODS)})")
+    parser.add_argument("--models-dir", type=Path, default=None,
+                        help="directory with manifest.json (default: as nnip resolves it)")
+    parser.add_argument("--fresh", action="store_true", help="simulate the DNG again")
+    parser.add_argument("--results", type=Path, default=None, metavar="RESULTS.md",
+                        help="also replace this script's section in that file")
+    args = parser.parse_args(argv)
+    spec = demosaic_model(args.models_dir)
+    methods = [m for m in args.methods.split(",") if m and (m != "nn" or spec is not None)]
+    prefix = nnip_command()
+    dng = WORK / f"big_{args.size[0]}x{args.size[1]}.dng"
+    if args.fresh:
+        shutil.rmtree(WORK, ignore_errors=True)
+    source = make_big_dng(dng, *args.size)
+    load = os.getloadavg()
+    rows, verdicts = run_all(prefix, dng, methods, args.size, args.models_dir)
+    lines = [
+        f"Input: {args.size[0]}x{args.size[1]} 14-bit RGGB DNG ({dng.stat().st_size / 2**20:.0f} "
+        f"MiB) by `simulate_dng(iso=100, optics=False)` from {source}. Command per run: `nnip "
+        "develop big.dng -o OUT --format tiff --bits 16 --demosaic METHOD --overwrite --quiet`,"
+        f" each in a fresh wrapper process. Load average before the runs: {load[0]:.2f} / "
+        f"{load[1]:.2f} / {load[2]:.2f}.",
+        "",
+        markdown_table(["--demosaic", "wall s", "MP/s", "peak RSS MiB", "bar", "verdict"], rows),
+        "",
+    ]
+    if spec is None and "nn" in args.methods.split(","):
+        lines.append("**nn: skipped**: no `demosaic` model installed.")
+    section = Section("develop_speed", f"nnip develop speed: {args.size[0]}x{args.size[1]} DNG "
+                      "to 16-bit TIFF, wall time and peak RSS", "\n".join(lines),
+                      [describe_model(spec)] if spec is not None else [], argv)
+    publish(section, args.results)
+    return 0 if all(verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
