@@ -156,7 +156,7 @@ def _image_seeds(tmp: Path) -> list[Seed]:
     for target, name, options, alpha_plane, colour in variants:
         path = tmp / f"{name}.{target}"
         write_image(path, Image(np.ascontiguousarray(colour), alpha_plane, meta), **options)
-        seeds.append(Seed(target, name, path.read_bytes(), {"jpeg": ".jpg", "png": ".png", "tiff": ".tif"}[target]))
+        seeds.append(Seed(target, name, path.read_bytes(), _OUTPUT_EXTENSIONS[target]))
     # Formats our writer does not make: progressive and CMYK JPEG, palette PNG, tiled,
     # big-endian and planar TIFF.
     as8 = (pixels * 255).astype(np.uint8)
@@ -445,6 +445,7 @@ MUTATORS: dict[str, tuple[Mutator, int]] = {
     "empty": (_empty, 1),
 }
 
+_OUTPUT_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif"}
 _WRONG_EXTENSIONS = (".jpg", ".png", ".tif", ".CR3", ".NEF", ".dng", ".txt", "")
 
 
@@ -532,7 +533,7 @@ def _read_image_and_write_back(path: Path, out_dir: Path) -> None:
     image = read_image(path)
     assert image.pixels.dtype.name == "float32" and image.pixels.ndim == 3
     if image.width * image.height <= 1 << 20:
-        out = out_dir / f"out{image.meta.format}.{ {'jpeg': 'jpg', 'png': 'png', 'tiff': 'tif'}[image.meta.format]}"
+        out = out_dir / f"out{_OUTPUT_EXTENSIONS[image.meta.format]}"
         try:
             write_image(out, image)
         except NnipError:
@@ -666,7 +667,12 @@ def _spawn(seeds_dir: Path, args: argparse.Namespace, log: Path) -> _Worker:
     return _Worker(process)
 
 
-def _dead_outcome(worker: _Worker, timeout: float) -> Outcome:
+def _dead_outcome(worker: _Worker, timeout: float, closed: bool = False) -> Outcome:
+    if closed:  # its output closed: it is dying; wait for the status that says how
+        try:
+            worker.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
     code = worker.process.poll()
     if code is None:
         return Outcome(worker.case, "crash", "Hang", f"no answer after {timeout:g} s")
@@ -728,7 +734,8 @@ def run_campaign(args: argparse.Namespace, seeds: Sequence[Seed], seeds_dir: Pat
                     done += _record(campaign, outcome, seeds, args)
                     feed(worker)
                 if chunk == b"" and worker.case is not None:  # EOF: the worker died
-                    done += _record(campaign, _dead_outcome(worker, args.timeout), seeds, args)
+                    done += _record(campaign, _dead_outcome(worker, args.timeout, closed=True),
+                                    seeds, args)
                     feed(replace(worker))
             for worker in list(workers):
                 if worker.case is not None and time.monotonic() - worker.started > args.timeout:

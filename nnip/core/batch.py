@@ -429,7 +429,7 @@ def run_batch(
     OutputNameError
         From :func:`plan_outputs`, before any file is processed.
     OutputError
-        ``options.run_log`` exists but cannot be read.
+        ``options.run_log`` cannot be read or appended to (before any file is processed).
     """
     plan = plan_outputs(items, options)
     run_log = RunLog(options.run_log) if options.run_log is not None else None

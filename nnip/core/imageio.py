@@ -977,6 +977,18 @@ def _png_insert_chunks(encoded: bytes, chunks: list[tuple[bytes, bytes]]) -> byt
     return encoded[:after_ihdr] + extra + encoded[after_ihdr:]
 
 
+def _tiff_compression_args(codec: str | None, dtype: np.dtype) -> dict[str, int] | None:
+    """Deflate level 1 for 16-bit samples, the codec's default otherwise.
+
+    After the predictor, 16-bit photo data is mostly noise in the low byte: level 1 gave a
+    2 % smaller file than the default (6) in a third less time (a 96 MP upscale: 4.6 s
+    instead of 7.0 s). 8-bit data compresses better at the default, so it keeps it.
+    """
+    if codec == "zlib" and np.dtype(dtype).itemsize == 2:
+        return {"level": 1}
+    return None
+
+
 def _write_tiff(
     path: Path, samples: np.ndarray, meta: ImageMeta, compression: str, software: str
 ) -> None:
@@ -998,7 +1010,10 @@ def _write_tiff(
         planarconfig="contig",
         extrasamples=(2,) if has_alpha else None,  # 2: unassociated alpha
         compression=codec,
+        compressionargs=_tiff_compression_args(codec, samples.dtype),
         predictor=codec is not None,
+        # Strips are deflated on every core (tifffile's default is half of them).
+        maxworkers=os.cpu_count() or 1,
         iccprofile=meta.icc,
         resolution=meta.dpi,
         resolutionunit="INCH" if meta.dpi else None,

@@ -169,38 +169,59 @@ def encode_transfer(linear: np.ndarray, transfer: str) -> np.ndarray:
     Returns
     -------
     ndarray, float32
-        Same shape, encoded.
+        Same shape, encoded: a new array, the input is left alone. The curve is worked in
+        place on that one array (a 24-megapixel RGB image costs one more copy, not six).
     """
     v = np.asarray(linear, dtype=np.float32)
-    if transfer == "linear":
-        return v.copy()
-    a = np.abs(v)
+    a = np.abs(v, out=np.empty_like(v))  # out= keeps a 0-d input an array
     if transfer == "srgb":
-        out = np.where(a <= 0.0031308, 12.92 * a, 1.055 * np.power(a, 1 / 2.4) - 0.055)
+        low = a <= 0.0031308
+        toe = a[low] * np.float32(12.92)
+        np.power(a, 1 / 2.4, out=a)
+        a *= np.float32(1.055)
+        a -= np.float32(0.055)
+        a[low] = toe
     elif transfer == "adobe":
-        out = np.power(a, 1 / _ADOBE_GAMMA)
+        np.power(a, 1 / _ADOBE_GAMMA, out=a)
     elif transfer == "prophoto":
-        out = np.where(a < _ROMM_LINEAR_BREAK, 16.0 * a, np.power(a, 1 / 1.8))
-    else:
+        low = a < _ROMM_LINEAR_BREAK
+        toe = a[low] * np.float32(16.0)
+        np.power(a, 1 / 1.8, out=a)
+        a[low] = toe
+    elif transfer != "linear":
         raise ValueError(f"unknown transfer function {transfer!r} (known: {', '.join(TRANSFERS)})")
-    return (np.sign(v) * out).astype(np.float32)
+    return _with_sign_of(a, v)
 
 
 def decode_transfer(encoded: np.ndarray, transfer: str) -> np.ndarray:
-    """Inverse of :func:`encode_transfer`: encoded values -> linear light (float32)."""
+    """Inverse of :func:`encode_transfer`: encoded values -> linear light (float32, a new
+    array, worked in place as there)."""
     e = np.asarray(encoded, dtype=np.float32)
-    if transfer == "linear":
-        return e.copy()
-    a = np.abs(e)
+    a = np.abs(e, out=np.empty_like(e))
     if transfer == "srgb":
-        out = np.where(a <= 0.04045, a / 12.92, np.power((a + 0.055) / 1.055, 2.4))
+        low = a <= 0.04045
+        toe = a[low] / np.float32(12.92)
+        a += np.float32(0.055)
+        a /= np.float32(1.055)
+        np.power(a, 2.4, out=a)
+        a[low] = toe
     elif transfer == "adobe":
-        out = np.power(a, _ADOBE_GAMMA)
+        np.power(a, _ADOBE_GAMMA, out=a)
     elif transfer == "prophoto":
-        out = np.where(a < 16.0 * _ROMM_LINEAR_BREAK, a / 16.0, np.power(a, 1.8))
-    else:
+        low = a < 16.0 * _ROMM_LINEAR_BREAK
+        toe = a[low] / np.float32(16.0)
+        np.power(a, 1.8, out=a)
+        a[low] = toe
+    elif transfer != "linear":
         raise ValueError(f"unknown transfer function {transfer!r} (known: {', '.join(TRANSFERS)})")
-    return (np.sign(e) * out).astype(np.float32)
+    return _with_sign_of(a, e)
+
+
+def _with_sign_of(magnitude: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """``magnitude`` (in place) with the signs of ``signs``; a numpy scalar for 0-d input,
+    as numpy's own ufuncs give."""
+    np.copysign(magnitude, signs, out=magnitude)
+    return magnitude if magnitude.ndim else magnitude[()]
 
 
 # --------------------------------------------------------------------------- camera

@@ -141,7 +141,7 @@ def to_rggb_phase(mosaic: np.ndarray, pattern: str) -> tuple[np.ndarray, tuple[i
 def pack_rggb(mosaic: np.ndarray) -> np.ndarray:
     """(H, W) RGGB mosaic with even sides -> (4, H/2, W/2) planes R, G1 (R rows), G2, B."""
     return np.stack([mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2],
-                     mosaic[1::2, 1::2]]).astype(np.float32)
+                     mosaic[1::2, 1::2]]).astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------- LibRaw
@@ -248,24 +248,34 @@ def nn_demosaic(
     """
     _check_model(spec)
     wb = np.asarray(balance, dtype=np.float32).reshape(3)
-    in_spec, out_spec = spec.inputs[0], spec.outputs[0]
-    balanced = np.asarray(mosaic, dtype=np.float32) * _site_gains(mosaic.shape, pattern, wb)
-    balanced = np.clip(balanced, in_spec.range[0], in_spec.range[1])
-    if in_spec.transfer != "linear":
-        balanced = encode_transfer(balanced, in_spec.transfer)
-    padded, (top, left, height, width) = to_rggb_phase(balanced, pattern)
-    output = engine.run(spec, [pack_rggb(padded)], tile=tile)  # (3, H', W')
-    rgb = np.moveaxis(output[:, top:top + height, left:left + width], 0, -1)
+    out_spec = spec.outputs[0]
+    # Memory matters at 24+ megapixels (one full RGB copy is 288 MB): every step below
+    # works in place or lets go of what it no longer needs before the next copy.
+    packed, (top, left, height, width) = _network_input(mosaic, pattern, wb, spec.inputs[0])
+    output = engine.run(spec, [packed], tile=tile)  # (3, H', W')
+    del packed
+    rgb = output[:, top:top + height, left:left + width]
     if out_spec.transfer != "linear":
         rgb = decode_transfer(rgb, out_spec.transfer)
-    return np.ascontiguousarray(rgb / wb, dtype=np.float32)
+    del output
+    rgb /= wb[:, None, None]
+    return np.ascontiguousarray(np.moveaxis(rgb, 0, -1))
 
 
-def _site_gains(shape: Sequence[int], pattern: str, wb: np.ndarray) -> np.ndarray:
-    gains = np.empty((int(shape[0]), int(shape[1])), dtype=np.float32)
-    for channel, mask in enumerate(bayer_masks(shape, pattern)):
-        gains[mask] = wb[channel]
-    return gains
+def _network_input(
+    mosaic: np.ndarray, pattern: str, wb: np.ndarray, in_spec
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """White-balanced, clipped, encoded, RGGB-phased and packed mosaic; and the crop."""
+    balanced = np.array(mosaic, dtype=np.float32)  # our own copy, worked in place
+    for index, letter in enumerate(pattern):
+        dy, dx = divmod(index, 2)
+        balanced[dy::2, dx::2] *= wb[_CHANNEL_OF_LETTER[letter]]
+    np.clip(balanced, in_spec.range[0], in_spec.range[1], out=balanced)
+    if in_spec.transfer != "linear":
+        balanced = encode_transfer(balanced, in_spec.transfer)
+    padded, crop = to_rggb_phase(balanced, pattern)
+    del balanced
+    return pack_rggb(padded), crop
 
 
 def _check_model(spec: "ModelSpec") -> None:

@@ -183,15 +183,14 @@ def develop_camera_rgb(
     meta : dict
         ``multipliers`` (3,) the white balance the full pipeline would apply (smallest 1),
         ``white_balance`` (mode and multipliers), ``colorspace`` (``camera``), ``pipeline``,
-        ``notices``, ``timings``, ``denoised`` (whether a denoise stage ran).
+        ``notices``, ``timings``, ``denoised`` (whether the denoise stage ran) and, when
+        it did, ``noise`` (the noise parameters it used), as ``develop`` gives them.
     """
     stages = build_pipeline(options, engine, registry)
     by_name = {stage.name: stage for stage in stages}
     work = DevelopFrame.from_raw(raw)
-    for name in ("denoise", "lens"):
-        requested = getattr(options, name)
-        if requested != "off" and not by_name[name].enabled:
-            work = work.with_notice(f"{name} {requested}: not available in this version, off")
+    if options.lens != "off" and not by_name["lens"].enabled:  # as develop() says it
+        work = work.with_notice(f"lens {options.lens}: not available in this version, off")
     timings: dict[str, float] = {}
     for name in LINEAR_DNG_STAGES:
         if by_name[name].enabled:
@@ -214,8 +213,10 @@ def develop_camera_rgb(
         + ["then: linear DNG (camera RGB; white balance as AsShotNeutral)"],
         "notices": list(work.notices),
         "timings": timings,
-        "denoised": by_name["denoise"].enabled,
+        "denoised": work.noise is not None,  # the denoise stage ran and used these
     }
+    if work.noise is not None:
+        meta["noise"] = {**work.noise.to_dict(), "text": work.noise.describe()}
     return work.pixels.astype(np.float32, copy=False), meta
 
 
@@ -259,6 +260,8 @@ def write_developed_dng(
 
 def _to_uint16(rgb: np.ndarray) -> np.ndarray:
     """[0, 1] float -> [0, 65535] uint16, in place on ``rgb`` to spare a full-size copy."""
+    if not rgb.flags.writeable:  # a stage's read-only result is not ours to change
+        rgb = rgb.copy()
     np.clip(rgb, 0.0, 1.0, out=rgb)
     rgb *= np.float32(DNG_WHITE)
     np.rint(rgb, out=rgb)

@@ -176,3 +176,31 @@ def test_cli_writes_a_dng(tmp_path: Path, chart_dng: Path) -> None:
     with rawpy.imread(record["output"]) as raw:
         assert raw.raw_image_visible.shape[:2] == (96, 144)
     assert sorted(p.name for p in out.iterdir()) == ["chart.dng"]
+
+
+def test_denoised_dng_drops_the_noise_profile(tmp_path: Path) -> None:
+    """The linear DNG holds the denoised data; the RAW's NoiseProfile no longer describes it."""
+    from nnip.core.engine import Engine
+    from nnip.simulate.pairs import simulate_dng
+    from onnx_builders import install
+    from test_denoise import lee_net
+
+    packed = dict(channels=4, layout="bayer_packed", transfer="linear")
+    contract = {"inputs": [dict(name="mosaic", **packed),
+                           dict(name="noise_sigma", channels=4, layout="noise_sigma")],
+                "outputs": [dict(name="denoised", **packed)]}
+    registry = install(tmp_path / "models", {"denoise-lee": lee_net()}, task="denoise",
+                       overrides={"denoise-lee": contract})
+    engine = Engine("cpu", threads=1, registry=registry)
+    src = tmp_path / "noisy.dng"
+    simulate_dng(np.full((64, 64, 3), 0.5, np.float32), src, iso=6400, optics=False)
+    plain, denoised = tmp_path / "plain.dng", tmp_path / "denoised.dng"
+    process_file(src, plain, None, engine, registry=registry, format="dng", demosaic="bilinear")
+    record = process_file(src, denoised, None, engine, registry=registry, format="dng",
+                          demosaic="bilinear", denoise="auto")
+    assert 51041 in _tags(plain) and 51041 not in _tags(denoised)
+    assert record["noise"]["source"] == "dng-noiseprofile"
+    flat = (slice(8, -8), slice(8, -8))
+    noise = [tifffile.imread(path)[flat].astype(np.float64).std(axis=(0, 1)) for path in
+             (plain, denoised)]
+    assert np.all(noise[1] < 0.5 * noise[0])

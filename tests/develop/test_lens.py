@@ -294,3 +294,15 @@ def test_stage_runs_the_model_with_the_frame_optics(lens_registry, canon_frame) 
     # The 96 x 144 chart named as a 5D Mark III means a 250 um pitch: not believed.
     assert work.optics.blind
     assert any("deblurring blind" in n for n in work.notices)
+
+
+def test_auto_runs_profile_then_network(lens_registry, canon_frame) -> None:
+    lensfunpy()
+    options = DevelopOptions(demosaic="bilinear")
+    engine = Engine("cpu", threads=1, registry=lens_registry)
+    profile_only, _ = _develop_with(canon_frame, options, Lens("profile"))
+    both, work = _develop_with(canon_frame, options, Lens("auto", engine, lens_registry))
+    assert not any("skipped" in n for n in work.notices)
+    # The blind map's Airy channel is -1: the shift model darkens every unclipped pixel.
+    assert both.mean() < profile_only.mean()
+    assert "profile" in Lens("auto").describe() and "deblur" in Lens("auto").describe()

@@ -153,9 +153,14 @@ class ReaderWorker:
         line = process.stdout.readline() if ready else ""
         if line:
             return json.loads(line)
-        return self._dead(process, timeout)
+        return self._dead(process, timeout, closed=bool(ready))
 
-    def _dead(self, process: subprocess.Popen, timeout: float) -> dict[str, Any]:
+    def _dead(self, process: subprocess.Popen, timeout: float, closed: bool) -> dict[str, Any]:
+        if closed:  # its output closed: it is dying; wait for the status that says how
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
         code = process.poll()
         if code is None:
             process.kill()

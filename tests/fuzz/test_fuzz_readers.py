@@ -1,7 +1,8 @@
 """Hypothesis fuzzing of the readers and the metadata code, sized for the normal suite.
 
 Each target gets 200 mutated inputs (a small valid seed file, then 1 to 4 edits: bit
-flips, byte overwrites, truncation, insertion, deletion), run in a child process
+flips, byte overwrites, truncation, insertion, deletion; for PNG also with the checksums
+made right again), run in a child process
 (:class:`ReaderWorker`: a LibRaw segfault or a runaway allocation is a failure of the
 case, not of the test run). Every input must be read, or refused with an
 :class:`~nnip.core.errors.NnipError` whose message is one line; the metadata functions
@@ -11,8 +12,6 @@ random campaign is ``benchmarks/fuzz_readers.py`` (>= 100,000 cases).
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz.reader_worker import ReaderWorker
-from robustness.bad_files import dng_bytes, jpeg_bytes, png_bytes, tiff_bytes
+from robustness.bad_files import dng_bytes, jpeg_bytes, png_bytes, tiff_bytes, with_png_crcs_fixed
 
 FUZZ = settings(
     max_examples=200,
@@ -96,18 +95,20 @@ def _check(answer: dict, ext: str) -> None:
 @pytest.mark.parametrize("target", [
     "jpeg",
     "png",
+    "png-crc-fixed",  # the checksums recomputed, so the damage reaches the decoder
     pytest.param("tiff", marks=pytest.mark.xfail(
         strict=True, reason="imageio: a zero BitsPerSample (test_known_crashes.py)")),
 ])
 def test_image_reader_survives_mutations(
     worker: ReaderWorker, seeds: dict[str, tuple[bytes, str]], target: str
 ) -> None:
-    seed, ext = seeds[target]
+    seed, ext = seeds[target.removesuffix("-crc-fixed")]
+    fix = with_png_crcs_fixed if target.endswith("-crc-fixed") else (lambda data: data)
 
     @FUZZ
     @given(mutated(seed))
     def run(data: bytes) -> None:
-        _check(worker.run("image", data, ext), ext)
+        _check(worker.run("image", fix(data), ext), ext)
 
     run()
 

@@ -5,8 +5,10 @@ codec cannot shrink them to nothing) and :func:`dng_bytes` (a random 48 x 32 RGG
 from the project's DNG writer: LibRaw decodes it).
 
 Breakers: :func:`truncated`, :func:`flip_bit`, and header edits that keep the rest of the
-file intact: :func:`with_tiff_size` (also a DNG's raw IFD), :func:`with_png_size` (the
-CRC recomputed, so the size is what a reader must judge) and :func:`with_jpeg_size`.
+file intact: :func:`with_tiff_size` (also a DNG's raw IFD), :func:`with_tag_type` (a TIFF
+tag of the wrong type), :func:`with_png_size` (the CRC recomputed, so the size is what a
+reader must judge), :func:`with_jpeg_size`, and :func:`with_png_crcs_fixed` (damage
+that a PNG's checksums would otherwise catch first).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ __all__ = [
     "with_tiff_size",
     "with_png_size",
     "with_jpeg_size",
+    "with_tag_type",
+    "with_png_crcs_fixed",
 ]
 
 #: Adobe's ColorMatrix2 (D65) of a Canon EOS 5D Mark III: XYZ -> camera.
@@ -126,3 +130,28 @@ def with_jpeg_size(data: bytes, width: int, height: int) -> bytes:
             return bytes(out)
         position += 2 + length
     raise AssertionError("no start-of-frame segment")
+
+
+def with_tag_type(data: bytes, tag: int, kind: int) -> bytes:
+    """A little-endian TIFF (or DNG) whose first-IFD entry ``tag`` has type field ``kind``."""
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for k in range(count):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack("<H", data[entry : entry + 2])[0] == tag:
+            return data[: entry + 2] + struct.pack("<H", kind) + data[entry + 4 :]
+    raise AssertionError(f"no tag {tag} in the first IFD")
+
+
+def with_png_crcs_fixed(data: bytes) -> bytes:
+    """``data`` with the CRC of every whole PNG chunk recomputed."""
+    out = bytearray(data)
+    position = 8
+    while position + 12 <= len(out):
+        (length,) = struct.unpack(">I", out[position : position + 4])
+        end = position + 12 + length
+        if end > len(out):
+            break
+        out[end - 4 : end] = struct.pack(">I", zlib.crc32(bytes(out[position + 4 : end - 4])))
+        position = end
+    return bytes(out)

@@ -29,6 +29,7 @@ from robustness.bad_files import (
     truncated,
     with_jpeg_size,
     with_png_size,
+    with_tag_type,
     with_tiff_size,
 )
 from robustness.conftest import Done, run_script
@@ -101,6 +102,7 @@ UPSCALE_GOOD = {
     b"png named.jpg": b"png named_x2.jpg",  # a PNG under a .jpg name: a warning, then done
     b"caf\xe9 \xff\xfe.png": b"caf\xe9 \xff\xfe_x2.png",  # not UTF-8
     b"l" * 236 + b".jpg": b"l" * 236 + b"_x2.jpg",  # 243 bytes: its temporary name is cut
+    b"damaged tag.tif": b"damaged tag_x2.tif",  # tifffile logs the bad tag: not on stderr
     b"last.tif": b"last_x2.tif",
 }
 
@@ -111,6 +113,7 @@ def _good_upscale_inputs(directory: Path) -> list[bytes]:
         b"png named.jpg": png_bytes(seed=4),
         b"caf\xe9 \xff\xfe.png": png_bytes(seed=5),
         b"l" * 236 + b".jpg": jpeg_bytes(seed=6),
+        b"damaged tag.tif": with_tag_type(tiff_bytes(seed=8), 305, 0),  # Software: type 0
         b"last.tif": tiff_bytes(seed=7),
     }
     paths = []

@@ -33,6 +33,7 @@ from robustness.bad_files import (
     truncated,
     with_jpeg_size,
     with_png_size,
+    with_tag_type,
     with_tiff_size,
 )
 
@@ -92,6 +93,11 @@ RAW_CASES: dict[str, tuple[Maker, str, type[NnipError], str]] = {
                                    ".dng", RawDecodeError, r"RAW"),
     "dng of height 0": (lambda d: with_tiff_size(dng_bytes(d), 48, 0), ".dng", RawDecodeError,
                         r"RAW"),
+    # LibRaw would allocate and scan 12 MP of nothing (173 MP took > 10 s in the fuzzing)
+    "dng of 4 kB claiming 4000x3000": (lambda d: with_tiff_size(dng_bytes(d), 4000, 3000),
+                                       ".dng", RawDecodeError,
+                                       r"^truncated or corrupt RAW data \(the header says "
+                                       r"4000x3000 pixels, too many for a file of \d+ bytes\)$"),
     "dng bit flip in the magic": (lambda d: flip_bit(dng_bytes(d), 0), ".dng", RawDecodeError,
                                   r"unsupported RAW format"),
     "jpeg named .CR3": (lambda d: jpeg_bytes(), ".CR3", RawDecodeError,
@@ -133,6 +139,15 @@ def test_read_raw_refuses_with_one_line(
         read_raw(path)
     _assert_one_clean_line(caught.value, path, pattern)
     assert capfd.readouterr().err == ""  # LibRaw's own complaints are folded into the message
+
+
+@pytest.mark.parametrize("tag", [50721, 50778], ids=["ColorMatrix1", "CalibrationIlluminant1"])
+def test_a_dng_whose_colour_tags_hold_text_is_read(tmp_path: Path, tag: int) -> None:
+    # Found by fuzzing: the DNG's colour tags read as text made read_raw raise ValueError.
+    path = tmp_path / "IMG_0001.dng"
+    path.write_bytes(with_tag_type(dng_bytes(tmp_path), tag, 2))  # 2: ASCII
+    frame = read_raw(path)
+    assert frame.mosaic.shape == (32, 48) and frame.pattern == "RGGB"
 
 
 def test_a_png_named_jpg_is_read_with_a_notice(tmp_path: Path) -> None:
