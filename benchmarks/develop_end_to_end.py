@@ -3,9 +3,9 @@
 Each clean image (768x512 sRGB, ``../shared/data/bench/Kodak24``) becomes a DNG through
 :func:`nnip.simulate.pairs.simulate_dng` with no optics (``optics=False``: no diffraction,
 no lens blur, no OLPF), the Canon EOS 5D Mark III colour matrix, D65 light, 0 EV (diffuse
-white at the raw white level), 14 bits, the four Bayer phases in turn. The simulator has no
-noise-free option: the lowest-noise setting it has is used (ISO 50 on the ``sony-a7rm2``
-model; noise sigma about 0.1 % of white at mid-grey), and its own PSNR ceiling is printed.
+white at the raw white level), 14 bits, the four Bayer phases in turn, and NO sensor noise
+(``noise=False``: only the 14-bit quantisation); the quantisation's own PSNR ceiling is
+printed.
 
 Then the real command develops the whole set, as a user types it::
 
@@ -99,7 +99,7 @@ def simulate_set(folder: Path, work: Path) -> dict[str, np.ndarray]:
         record = simulate_dng(
             read_image(path).pixels, work / f"{path.stem}.dng", iso=ISO, sensor=SENSOR,
             camera=CAMERA, optics=False, olpf_px=0.0, exposure_ev=0.0, seed=index,
-            pattern=PATTERNS[index % len(PATTERNS)],
+            pattern=PATTERNS[index % len(PATTERNS)], noise=False,
         )
         truths[path.stem] = record["truth"]
     return truths
@@ -119,7 +119,8 @@ def noise_ceiling(truths: dict[str, np.ndarray]) -> float:
     for index, truth in enumerate(truths.values()):
         rng = np.random.default_rng(index)
         record = raw_pair(truth, rng, iso=ISO, sensor=SENSOR,
-                          cam_from_xyz=camera_matrices()[CAMERA], exposure=1.0, olpf_px=0.0)
+                          cam_from_xyz=camera_matrices()[CAMERA], exposure=1.0, olpf_px=0.0,
+                          noise_method="none")
         camera = record["target"]
         sigma = np.sqrt(record["noise_a"] * camera + record["noise_b"])
         noisy = camera + sigma * rng.standard_normal(camera.shape).astype(np.float32)
@@ -262,10 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary, per_image = _tables(runs, list(truths))
     notes = [
         f"Input: {len(truths)} Kodak24 images -> `simulate_dng(optics=False, olpf_px=0, "
-        f"iso={ISO:g}, sensor={SENSOR!r}, camera={CAMERA!r}, exposure_ev=0)`, 14-bit, "
-        "the four Bayer phases in turn. The simulator has no "
-        "noise-free option; this is its lowest-noise setting. "
-        f"Noise alone (a perfect demosaic) would score {ceiling:.2f} dB mean.",
+        f"camera={CAMERA!r}, exposure_ev=0, noise=False)`, 14-bit, "
+        "the four Bayer phases in turn, no sensor noise. "
+        f"Quantisation alone (a perfect demosaic) would score {ceiling:.2f} dB mean.",
         "Command per method: `nnip develop DNGS/*.dng --colorspace srgb --bits 16 --format tiff "
         "--demosaic METHOD -o OUT --quiet --overwrite` (one process for the whole set).",
         "PSNR over RGB of the 16-bit sRGB result against the clean image, 8-pixel border "

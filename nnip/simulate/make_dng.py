@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="aberration blur at the frame corner, px (default 0)")
     parser.add_argument("--no-optics", action="store_true",
                         help="no lens at all (no diffraction, no blur)")
+    parser.add_argument("--no-noise", action="store_true",
+                        help="no sensor noise (only quantisation): a noise-free capture")
     parser.add_argument("--olpf", type=float, default=0.0, metavar="PX",
                         help="OLPF spot separation, px (default 0)")
     parser.add_argument("--pattern", default="RGGB", type=str.upper, choices=PATTERNS,
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pixels, args.out, iso=args.iso, fnumber=args.fnumber, lens_blur_px=args.lens_blur,
             pattern=args.pattern, seed=args.seed, sensor=args.sensor, exposure_ev=args.exposure,
             optics=not args.no_optics, olpf_px=args.olpf, bits=args.bits,
-            truth_path=args.truth, truth_space=args.truth_space,
+            truth_path=args.truth, truth_space=args.truth_space, noise=not args.no_noise,
         )
     except NnipError as exc:
         print(f"{args.out if isinstance(exc, OutputError) else args.clean}: {exc}", file=sys.stderr)

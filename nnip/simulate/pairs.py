@@ -44,6 +44,7 @@ from nnip.simulate.color import (
 from nnip.simulate.optics import Field, LensParams, apply_lens
 from nnip.simulate.sensor import (
     SENSORS,
+    NoiseModel,
     add_noise,
     check_pattern,
     mosaic_bayer,
@@ -259,8 +260,9 @@ def raw_pair(
         0.3..1.0 px).
     bits, black_level : int
         Raw depth and black level (default :func:`default_black_level`); white = 2**bits - 1.
-    noise_method : {"poisson", "gaussian"}
-        See :func:`~nnip.simulate.sensor.add_noise`.
+    noise_method : {"poisson", "gaussian", "none"}
+        See :func:`~nnip.simulate.sensor.add_noise`; ``none`` = no sensor noise at all
+        (only quantisation), for noise-free benchmark captures.
 
     Returns
     -------
@@ -298,7 +300,11 @@ def raw_pair(
     if lens is not None:
         camera = apply_lens(camera, lens, rng, field=field)
     camera = olpf(camera, olpf_px)
-    noisy = add_noise(mosaic_bayer(camera, pattern), model, rng, method=noise_method)
+    if noise_method == "none":  # a noise-free capture (quantisation only), for benchmarks
+        model = NoiseModel(0.0, 0.0)
+        noisy = mosaic_bayer(camera, pattern)
+    else:
+        noisy = add_noise(mosaic_bayer(camera, pattern), model, rng, method=noise_method)
     raw = quantize(noisy, bits, black, white)
     mosaic = normalize_raw(raw, black, white)
     gains = illuminant_wb(D65_XY if illuminant is None else illuminant, matrix)
@@ -366,6 +372,7 @@ def simulate_dng(
     exposure_time: float = 1 / 125,
     truth_path: str | os.PathLike[str] | None = None,
     truth_space: str = "srgb",
+    noise: bool = True,
 ) -> dict[str, Any]:
     """Clean image -> simulated RAW written as a DNG (+ optional ground-truth TIFF).
 
@@ -383,6 +390,7 @@ def simulate_dng(
     camera : which real camera's colour matrix to use (a key of ``camera_matrices()``).
     exposure_ev : exposure in stops (0 = diffuse white at the white level).
     optics : False for no lens at all (no diffraction, no blur).
+    noise : False for a noise-free capture (only quantisation to ``bits``).
     olpf_px : OLPF spot separation in px (0 = none, as on many current cameras).
     bits : raw depth (12 or 14).
     focal_length, exposure_time : EXIF values (mm, s).
@@ -411,6 +419,7 @@ def simulate_dng(
     record = raw_pair(
         clean, rng, pattern=pattern, iso=iso, sensor=sensor, lens=lens, cam_from_xyz=matrices[camera],
         exposure=exposure, olpf_px=olpf_px, bits=bits,
+        noise_method="poisson" if noise else "none",
     )
     lens_name = f"simulated {focal_length:g} mm f/{fnumber:g}"
     if lens_blur_px:

@@ -126,3 +126,18 @@ def test_raw_pair_clips_highlights_and_applies_the_lens():
     assert rec["sharp"][32, 32].min() == 1.0
     # diffraction spreads the light source beyond its edge in the sensor target, not in `sharp`
     assert rec["target"][32, 25, 1] > rec["sharp"][32, 25, 1] + 0.01
+
+
+def test_noise_free_capture_is_only_quantised(tmp_path) -> None:
+    """simulate_dng(noise=False): the mosaic equals the clean target to quantisation."""
+    from nnip.simulate.pairs import simulate_dng
+
+    clean = np.random.default_rng(3).uniform(0.1, 0.9, (64, 64, 3)).astype(np.float32)
+    record = simulate_dng(clean, tmp_path / "x.dng", noise=False, optics=False, bits=14)
+    from nnip.simulate.sensor import mosaic_bayer
+
+    target = mosaic_bayer(record["target"], record["pattern"])
+    step = 1.0 / (record["white_level"] - record["black_level"])
+    assert np.abs(record["mosaic"] - target).max() <= step
+    noisy = simulate_dng(clean, tmp_path / "y.dng", noise=True, optics=False, iso=3200)
+    assert np.abs(noisy["mosaic"] - target).max() > 10 * step
