@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 
 from dev_scenes import needs_shared, patch_means, write_chart_dng
 from nnip.core import metadata
-from nnip.core.errors import InputError, RawDecodeError, UnsupportedFormatError
+from nnip.core.errors import InputError, RawDecodeError
 from nnip.core.imageio import read_image
 from nnip.develop import DevelopOptions, process_file
 from nnip.develop.icc import icc_profile
@@ -83,12 +83,6 @@ def test_cli_style_settings(tmp_path: Path, chart_dng: Path) -> None:
 def test_unknown_setting_is_a_bug(tmp_path: Path, chart_dng: Path) -> None:
     with pytest.raises(TypeError, match="sharpen"):
         process_file(chart_dng, tmp_path / "x.tif", sharpen=True)
-
-
-def test_dng_output_is_not_there_yet(tmp_path: Path, chart_dng: Path) -> None:
-    with pytest.raises(UnsupportedFormatError, match="DNG output"):
-        process_file(chart_dng, tmp_path / "x.dng", DevelopOptions(format="dng"))
-    assert not (tmp_path / "x.dng").exists()
 
 
 def test_bad_inputs_write_nothing(tmp_path: Path) -> None:
