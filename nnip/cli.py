@@ -19,6 +19,7 @@ import click
 
 from nnip.develop.colour import COLOUR_SPACES, parse_white_balance
 from nnip.develop.demosaic import DEMOSAIC_METHODS
+from nnip.develop.lens import LENS_MODES
 from nnip.develop.pipeline import FORMAT_BITS, HIGHLIGHT_MODES, DevelopOptions
 from nnip.options import (
     batch_options,
@@ -146,10 +147,12 @@ def models(ctx: click.Context, models_dir: Path | None, as_json: bool, markdown:
 )
 @click.option(
     "--lens",
-    type=click.Choice(("nn", "off"), case_sensitive=False),
+    type=click.Choice(LENS_MODES, case_sensitive=False),
     default=_DEFAULTS.lens,
     show_default=True,
-    help="Neural lens correction, or off.",
+    metavar="auto|off|deblur|profile",
+    help="Lens correction: profile (lensfun: distortion, lateral CA, vignetting), deblur "
+    "(the network: aberration and diffraction blur), auto (both where possible), or off.",
 )
 @suffix_opt("")
 @engine_opts
@@ -212,6 +215,7 @@ def _make_processor(
     wanted = {
         "denoise": (parse_denoise(develop_options.denoise), develop_options.denoise_model),
         "demosaic": (develop_options.demosaic == "nn", develop_options.demosaic_model),
+        "lens": (develop_options.lens in ("auto", "deblur"), develop_options.lens_model),
     }
     for task, (enabled, name) in wanted.items():
         if not enabled:

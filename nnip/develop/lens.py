@@ -611,18 +611,19 @@ class Lens:
         return apply_profile(frame.pixels, correction), notice
 
     def _spec(self) -> "ModelSpec | None":
-        """The lens model; None when none is installed and the mode is ``auto``."""
-        if self.engine is None:
-            if self.requested == "auto":
-                return None
-            raise ValueError("lens deblur needs an Engine")
+        """The lens model; None when none is installed (or no engine) and the mode is ``auto``."""
         registry = self.registry
         try:
             if registry is None:
                 from nnip.core.models import Registry
 
                 registry = Registry()
-            return registry.find("lens", self.model)
+            spec = registry.find("lens", self.model)
+            if self.engine is None:
+                if self.requested == "auto":
+                    return None
+                raise ValueError("lens deblur needs an Engine")
+            return spec
         except ModelNotFoundError:
             if self.requested == "auto" and self.model is None:
                 return None

@@ -39,6 +39,7 @@ from nnip.develop.demosaic import (
     nn_demosaic,
 )
 from nnip.develop.denoise import Denoise, parse_denoise
+from nnip.develop.lens import Lens, parse_lens
 from nnip.raw.frame import RawFrame
 
 if TYPE_CHECKING:
@@ -94,9 +95,8 @@ class DevelopOptions:
     ``wb`` is anything :func:`nnip.develop.colour.parse_white_balance` accepts
     (``camera``, ``auto``, ``daylight``, a preset, ``5500K`` or 5500, ``R,G,B``).
     ``denoise`` is ``off``, ``auto`` (= ``nn`` = strength 1) or a strength 0..2 (see
-    :func:`nnip.develop.denoise.parse_denoise`). ``lens`` accepts ``nn`` but that stage is not
-    built yet: it stays off and the result carries a notice saying so. Invalid values raise
-    ValueError at once.
+    :func:`nnip.develop.denoise.parse_denoise`). ``lens`` is ``off``, ``auto``, ``deblur`` or
+    ``profile`` (see :mod:`nnip.develop.lens`). Invalid values raise ValueError at once.
     """
 
     format: str = "tiff"
@@ -112,6 +112,7 @@ class DevelopOptions:
     quality: int = 95
     demosaic_model: str | None = None
     denoise_model: str | None = None
+    lens_model: str | None = None
     tile: int | None = None
     icc_version: int = 2
 
@@ -137,8 +138,7 @@ class DevelopOptions:
             raise ValueError(
                 f"highlights {self.highlights!r} is not one of {', '.join(HIGHLIGHT_MODES)}")
         parse_denoise(self.denoise)  # off | auto | nn | strength 0..2; raises ValueError
-        if self.lens not in ("off", "nn"):
-            raise ValueError(f"lens {self.lens!r} is not one of off, nn")
+        object.__setattr__(self, "lens", parse_lens(self.lens))  # auto|off|deblur|profile
         if not np.isfinite(self.exposure):
             raise ValueError("exposure must be a finite number of stops")
         if not 1 <= self.quality <= 100:
@@ -172,8 +172,8 @@ class DevelopFrame:
         Pixels with a white-balanced camera value above 1 (set by the white-balance stage).
     transfer : str
         ``linear`` until the transfer stage, then the output space's transfer function.
-    optics : object or None
-        Lens/optics description for the lens stage (not used yet).
+    optics : OpticsMap or None
+        The optics map (diffraction radius, field) the lens stage used.
     noise : NoiseParams or None
         The noise model (a, b) the denoise stage used, and where it came from.
     notices : tuple of str
@@ -308,26 +308,6 @@ class Normalise:
     def apply(self, frame: DevelopFrame) -> DevelopFrame:
         _expect(frame, self.name, "raw")
         return frame.replace(pixels=normalise_mosaic(frame.raw), space="mosaic")
-
-
-@dataclass(frozen=True)
-class Lens:
-    """Neural lens correction (not built yet: always off)."""
-
-    requested: str = "off"
-    name: str = "lens"
-
-    @property
-    def enabled(self) -> bool:
-        return False
-
-    def describe(self) -> str:
-        if self.requested == "off":
-            return "lens: off"
-        return f"lens: off ({self.requested} is not available in this version)"
-
-    def apply(self, frame: DevelopFrame) -> DevelopFrame:
-        return frame
 
 
 @dataclass(frozen=True, eq=False)
@@ -579,7 +559,7 @@ def build_pipeline(
         Normalise(),
         Denoise(options.denoise, engine, registry, options.denoise_model, options.tile),
         Demosaic(options.demosaic, engine, registry, options.demosaic_model, options.tile),
-        Lens(options.lens),
+        Lens(options.lens, engine, registry, options.lens_model, options.tile),
         WhiteBalanceStage(options.wb),
         CameraMatrix(),
         OutputSpace(options.colorspace),
@@ -638,8 +618,6 @@ def develop(
     """
     stages = build_pipeline(options, engine, registry)
     work = DevelopFrame.from_raw(frame)
-    if options.lens != "off":
-        work = work.with_notice(f"lens {options.lens}: not available in this version, off")
     timings: dict[str, float] = {}
     for stage in stages:
         if not stage.enabled:

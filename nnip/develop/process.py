@@ -189,8 +189,6 @@ def develop_camera_rgb(
     stages = build_pipeline(options, engine, registry)
     by_name = {stage.name: stage for stage in stages}
     work = DevelopFrame.from_raw(raw)
-    if options.lens != "off" and not by_name["lens"].enabled:  # as develop() says it
-        work = work.with_notice(f"lens {options.lens}: not available in this version, off")
     timings: dict[str, float] = {}
     for name in LINEAR_DNG_STAGES:
         if by_name[name].enabled:

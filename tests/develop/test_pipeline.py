@@ -229,9 +229,21 @@ def test_cmyg_sensor_is_refused(chart_frames) -> None:
         develop(frame, DevelopOptions(demosaic="bilinear"))
 
 
-def test_requested_lens_is_reported_off(chart_frames) -> None:
-    _, meta = develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear", lens="nn"))
-    assert meta["notices"] == ["lens nn: not available in this version, off"]
+def test_lens_auto_without_profile_or_model_changes_nothing(chart_frames, tmp_path) -> None:
+    (tmp_path / "manifest.json").write_text('{"models": []}')
+    registry = Registry(tmp_path)
+    off, _ = develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear"), registry=registry)
+    auto, meta = develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear", lens="auto"),
+                         registry=registry)
+    assert np.array_equal(off, auto)
+    assert any(notice.startswith("lens") for notice in meta["notices"]), meta["notices"]
+
+
+def test_lens_deblur_without_a_model_is_one_clear_error(chart_frames, tmp_path) -> None:
+    (tmp_path / "manifest.json").write_text('{"models": []}')
+    with pytest.raises(ModelNotFoundError, match="no model for task 'lens' installed"):
+        develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear", lens="deblur"),
+                registry=Registry(tmp_path))
 
 
 def test_denoise_without_a_model_is_one_clear_error(chart_frames, tmp_path) -> None:
