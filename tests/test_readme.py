@@ -21,7 +21,7 @@ def _readme_table() -> list[str]:
 def test_models_table_matches_the_manifest() -> None:
     expected = models_table(Registry(default_models_dir()), markdown=True)
     assert _readme_table() == expected, (
-        "README's models table is stale; replace it with the output of `nnip models --markdown`:\n"
+        "README's models table is stale; run `python tools/update_readme_models.py`:\n"
         + "\n".join(expected)
     )
 
