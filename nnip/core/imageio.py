@@ -393,7 +393,26 @@ def _unpremultiply(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.where(alpha[:, :, None] > 0, colour / safe, 0.0).astype(np.float32)
 
 
+#: Most pixels one byte of compressed data can hold: a Huffman JPEG spends at least one bit
+#: per 8x8 luma block (512 pixels per byte; an arithmetic-coded one far less), deflate
+#: expands at most 1032:1 (PNG), TIFF codecs are given a generous 4096:1.
+_JPEG_PIXELS_PER_BYTE = {"huffman": 512, "arithmetic": 512 * 64}
+_DEFLATE_RATIO = 1100
+_TIFF_RATIO = 4096
+
+
+def _check_data_size(needed: float, available: float, kind: str) -> None:
+    """Refuse a header claiming more than ``available`` can hold, before any allocation."""
+    if needed > available:
+        raise ImageReadError(
+            f"truncated or corrupt {kind} (the header's image size needs more data than "
+            "the file holds)"
+        )
+
+
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if not isinstance(width, int) or not isinstance(height, int):
+        raise ImageReadError("corrupt image header (width or height is not one number)")
     if width <= 0 or height <= 0:
         raise ImageReadError(f"invalid image size {width}x{height}")
     if width * height > max_pixels:
@@ -438,6 +457,9 @@ def _read_jpeg(path: Path, max_pixels: int) -> _Decoded:
             # camera's MPF previews are not offered as extra frames.
             picture = JpegImagePlugin.JpegImageFile(handle)
         _check_pixels(picture.width, picture.height, max_pixels)
+        coding = _jpeg_coding(handle)
+        _check_data_size(picture.width * picture.height,
+                         _JPEG_PIXELS_PER_BYTE[coding] * path.stat().st_size, "JPEG")
         with _decoding("JPEG", path):
             picture.load()
         info = dict(picture.info)
@@ -449,6 +471,20 @@ def _read_jpeg(path: Path, max_pixels: int) -> _Decoded:
         )
         _jpeg_samples(picture, decoded)
     return decoded
+
+
+def _jpeg_coding(handle: object) -> str:
+    """``"arithmetic"`` when the first start-of-frame marker says so, else ``"huffman"``."""
+    handle.seek(2)  # type: ignore[attr-defined]
+    for _ in range(1000):
+        head = handle.read(4)  # type: ignore[attr-defined]
+        if len(head) < 4 or head[0] != 0xFF:
+            break
+        marker = head[1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return "arithmetic" if marker >= 0xC9 else "huffman"
+        handle.seek(struct.unpack(">H", head[2:4])[0] - 2, 1)  # type: ignore[attr-defined]
+    return "huffman"
 
 
 def _jpeg_samples(picture: object, decoded: _Decoded) -> None:
@@ -518,6 +554,10 @@ def _read_png(path: Path, max_pixels: int) -> _Decoded:
     chunks, notices = _png_chunks(data)
     width, height, depth, colour_type = struct.unpack(">IIBB", chunks[0][1][:10])
     _check_pixels(width, height, max_pixels)
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour_type, 4)
+    row_bytes = 1 + (width * channels * depth + 7) // 8
+    stored = sum(len(payload) for kind, payload in chunks if kind == b"IDAT")
+    _check_data_size(height * row_bytes, _DEFLATE_RATIO * stored + 4096, "PNG")
     frames = _png_frame_count(chunks)
     if frames > 1:
         raise UnsupportedFormatError(f"animated PNG ({frames} frames) is not supported")
@@ -555,13 +595,13 @@ def _png_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], list[str]]:
         length, kind = struct.unpack(">I4s", data[position : position + 8])
         end = position + 12 + length
         if end > len(data):
-            raise ImageReadError(f"truncated PNG (the {kind.decode('latin-1')} chunk is cut short)")
+            raise ImageReadError(f"truncated PNG (the {_chunk_name(kind)} chunk is cut short)")
         payload = data[position + 8 : end - 4]
         (crc,) = struct.unpack(">I", data[end - 4 : end])
         if zlib.crc32(kind + payload) != crc:
             if kind[:1].isupper():  # critical chunk: the pixels cannot be trusted
-                raise ImageReadError(f"corrupt PNG (checksum error in the {kind.decode('latin-1')} chunk)")
-            notices.append(f"ignored a damaged {kind.decode('latin-1')} chunk")
+                raise ImageReadError(f"corrupt PNG (checksum error in the {_chunk_name(kind)} chunk)")
+            notices.append(f"ignored a damaged {_chunk_name(kind)} chunk")
         else:
             chunks.append((kind, payload))
         position = end
@@ -572,6 +612,11 @@ def _png_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], list[str]]:
     if chunks[-1][0] != b"IEND":
         raise ImageReadError("truncated PNG (no end marker)")
     return chunks, notices
+
+
+def _chunk_name(kind: bytes) -> str:
+    """A chunk type for a message: its four letters, or hex when they are not letters."""
+    return kind.decode("ascii") if kind.isalpha() else kind.hex()
 
 
 def _png_frame_count(chunks: list[tuple[bytes, bytes]]) -> int:
@@ -627,10 +672,13 @@ def _read_tiff(path: Path, max_pixels: int) -> _Decoded:
         tif = tifffile.TiffFile(path)
     with tif:
         page = _tiff_main_page(tif, path)
-        _check_pixels(int(page.imagewidth), int(page.imagelength), max_pixels)
+        _check_pixels(page.imagewidth, page.imagelength, max_pixels)
         _check_tiff_extent(page, path.stat().st_size)
+        _check_tiff_data_size(page)
         with _decoding("TIFF", path):
             array = page.asarray()
+        if array.size == 0 or array.ndim < 2:  # tifffile's answer to samples it cannot decode
+            raise ImageReadError("corrupt TIFF (its samples cannot be decoded)")
         decoded = _tiff_samples(page, array)
         _tiff_metadata(tif, page, path, decoded)
     return decoded
@@ -674,11 +722,45 @@ def _check_tiff_extent(page: object, file_size: int) -> None:
     """Refuse strips or tiles that lie beyond the end of the file (tifffile would zero-fill)."""
     offsets = page.dataoffsets  # type: ignore[attr-defined]
     counts = page.databytecounts  # type: ignore[attr-defined]
+    if not all(isinstance(v, int) for v in (*offsets, *counts)):
+        raise ImageReadError("corrupt TIFF (its strip or tile table holds no numbers)")
     for offset, count in zip(offsets, counts):
         if count and offset + count > file_size:
             raise ImageReadError(
                 f"truncated TIFF (image data runs {offset + count - file_size} bytes past the end)"
             )
+
+
+def _tiff_number(page: object, name: str) -> int:
+    """A structural tag that must hold one integer (a damaged file may hold several)."""
+    value = getattr(page, name)
+    if not isinstance(value, int):
+        raise ImageReadError(f"corrupt TIFF (its {name} is not one number)")
+    return value
+
+
+def _tiff_bits(page: object) -> int:
+    bits = page.bitspersample  # type: ignore[attr-defined]
+    if isinstance(bits, tuple):
+        if len(set(bits)) != 1:
+            raise UnsupportedFormatError(f"TIFF with different bits per channel {bits} is not supported")
+        bits = bits[0]
+    if not isinstance(bits, int) or bits <= 0:
+        raise ImageReadError("corrupt TIFF (invalid bits per sample)")
+    return bits
+
+
+def _check_tiff_data_size(page: object) -> None:
+    """Refuse strips or tiles too small for the image (before tifffile allocates it)."""
+    width, height = _tiff_number(page, "imagewidth"), _tiff_number(page, "imagelength")
+    if 322 in page.tags or 323 in page.tags:  # type: ignore[attr-defined]  # tiled
+        tile = _tiff_number(page, "tilewidth") * _tiff_number(page, "tilelength")
+        if tile > 4 * max(width * height, 1 << 16):  # a tile is decoded whole
+            raise ImageReadError("corrupt TIFF (its tiles are far larger than the image)")
+    row = (width * _tiff_number(page, "samplesperpixel") * _tiff_bits(page) + 7) // 8
+    stored = sum(int(c) for c in page.databytecounts)  # type: ignore[attr-defined]
+    ratio = 1 if int(_tiff_number(page, "compression")) == 1 else _TIFF_RATIO
+    _check_data_size(row * height, ratio * stored + (0 if ratio == 1 else 65536), "TIFF")
 
 
 def _tiff_samples(page: object, array: np.ndarray) -> _Decoded:
@@ -703,7 +785,7 @@ def _tiff_to_yxs(page: object, array: np.ndarray) -> np.ndarray:
 def _tiff_dtype(page: object, array: np.ndarray) -> _Decoded:
     if array.dtype.kind == "f":
         return _Decoded(samples=array.astype(np.float32, copy=False), max_value=1.0, bit_depth=32)
-    bits = int(page.bitspersample)  # type: ignore[attr-defined]
+    bits = _tiff_bits(page)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
     if array.dtype.kind != "u" or bits > 16:
@@ -739,7 +821,7 @@ def _tiff_cmyk(page: object, decoded: _Decoded) -> None:
     if decoded.samples.shape[2] < 4:
         raise UnsupportedFormatError("CMYK TIFF with fewer than 4 channels is not supported")
     icc_tag = page.tags.get(34675)  # type: ignore[attr-defined]
-    icc = bytes(icc_tag.value) if icc_tag is not None else None
+    icc = _icc_bytes(icc_tag.value) if icc_tag is not None else None
     rgb, icc_out, notice = _cmyk_to_rgb(decoded.samples[:, :, :4], decoded.max_value, icc)
     extra = decoded.samples[:, :, 4:].astype(np.float32) / np.float32(decoded.max_value)
     decoded.samples = np.concatenate([rgb, extra], axis=2)
@@ -767,16 +849,27 @@ def _tiff_extra_samples(page: object, decoded: _Decoded) -> None:
 def _tiff_metadata(tif: object, page: object, path: Path, decoded: _Decoded) -> None:
     tags = page.tags  # type: ignore[attr-defined]
     if decoded.icc is None and 34675 in tags and int(page.photometric) != 5:  # type: ignore[attr-defined]
-        decoded.icc = bytes(tags[34675].value)
+        decoded.icc = _icc_bytes(tags[34675].value)
     if 700 in tags:
         decoded.xmp = _as_bytes(tags[700].value)
     if 274 in tags:
-        decoded.orientation = int(tags[274].value) if 1 <= int(tags[274].value) <= 8 else 1
-    decoded.dpi = _tiff_dpi(tags)
+        decoded.orientation = metadata.valid_orientation(tags[274].value)
+    try:
+        decoded.dpi = _tiff_dpi(tags)
+    except (TypeError, ValueError, ZeroDivisionError, IndexError):
+        decoded.dpi = None  # damaged resolution tags: the pixels are still good
     if not tif.is_bigtiff:  # type: ignore[attr-defined]
         with open(path, "rb") as handle:
             offset = int(page.offset)  # type: ignore[attr-defined]
             decoded.exif = metadata.exif_from_tiff(handle, offset, tif.byteorder)  # type: ignore[attr-defined]
+
+
+def _icc_bytes(value: object) -> bytes | None:
+    """An ICC tag's bytes; None when a damaged tag holds something else (numbers > 255)."""
+    try:
+        return bytes(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
 
 
 def _tiff_dpi(tags: object) -> tuple[float, float] | None:

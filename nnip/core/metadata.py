@@ -36,6 +36,7 @@ __all__ = [
     "CameraInfo",
     "load_exif",
     "read_orientation",
+    "valid_orientation",
     "orientation_swaps_axes",
     "apply_orientation",
     "update_exif",
@@ -123,6 +124,11 @@ def read_orientation(exif: bytes | None) -> int:
     return _valid_orientation(value)
 
 
+def valid_orientation(value: Any) -> int:
+    """``value`` as an orientation 1..8, or 1 when it is not one (any type accepted)."""
+    return _valid_orientation(value)
+
+
 def _valid_orientation(value: Any) -> int:
     try:
         number = int(value)
@@ -205,7 +211,7 @@ def _serialise(exif: PILImage.Exif) -> bytes | None:
     """``exif.tobytes()``, or without the tags Pillow reads but cannot write back."""
     try:
         return exif.tobytes()
-    except (ValueError, struct.error, TypeError, KeyError):
+    except (ValueError, struct.error, TypeError, KeyError, AttributeError):
         return _rebuild_exif(exif)
 
 
@@ -217,12 +223,16 @@ def _rebuild_exif(parsed: PILImage.Exif) -> bytes | None:
             continue
         _try_set(clean, tag, value)
     for ifd_tag in (TAG_EXIF_IFD, TAG_GPS_IFD):
-        sub = {t: v for t, v in parsed.get_ifd(ifd_tag).items() if _serialises(t, v, ifd_tag)}
+        try:
+            values = parsed.get_ifd(ifd_tag).items()
+        except (ValueError, struct.error, TypeError, KeyError, AttributeError, OSError):
+            continue  # Pillow reads a sub-IFD it has no file for: drop it, keep the rest
+        sub = {t: v for t, v in values if _serialises(t, v, ifd_tag)}
         if sub:
             clean[ifd_tag] = sub
     try:
         return clean.tobytes()
-    except (ValueError, struct.error, TypeError, KeyError):
+    except (ValueError, struct.error, TypeError, KeyError, AttributeError):
         return None
 
 
@@ -231,7 +241,7 @@ def _try_set(exif: PILImage.Exif, tag: int, value: Any) -> None:
     probe[tag] = value
     try:
         probe.tobytes()
-    except (ValueError, struct.error, TypeError, KeyError):
+    except (ValueError, struct.error, TypeError, KeyError, AttributeError):
         return
     exif[tag] = value
 
@@ -241,7 +251,7 @@ def _serialises(tag: int, value: Any, group: int) -> bool:
     try:
         ifd[tag] = value
         ifd.tobytes()
-    except (ValueError, struct.error, TypeError, KeyError):
+    except (ValueError, struct.error, TypeError, KeyError, AttributeError):
         return False
     return True
 
@@ -322,9 +332,9 @@ def _text(value: Any) -> str | None:
 def _number(value: Any, kind: type) -> Any:
     if value is None:
         return None
-    if isinstance(value, (tuple, list)) and len(value) == 2:  # an unparsed (num, den) rational
-        value = value[0] / value[1] if value[1] else None
     try:
+        if isinstance(value, (tuple, list)) and len(value) == 2:  # an unparsed (num, den)
+            value = value[0] / value[1] if value[1] else None
         number = float(value)
     except (TypeError, ValueError, ZeroDivisionError):
         return None
@@ -366,6 +376,9 @@ def exif_from_tiff(handle: IO[bytes], ifd0_offset: int, byteorder: str) -> bytes
     return _serialise(out)
 
 
+_EXIF_DATETIME = re.compile(r"\d{4}:\d{2}:\d{2} \d{2}:\d{2}:\d{2}")
+
+
 def tiff_ifd0_tags(exif: bytes | None) -> tuple[list[tuple[int, Any, int, Any, bool]], str | None]:
     """tifffile ``extratags`` for the EXIF camera tags of IFD0, and the EXIF DateTime.
 
@@ -385,7 +398,9 @@ def tiff_ifd0_tags(exif: bytes | None) -> tuple[list[tuple[int, Any, int, Any, b
     for tag, stand_in in _TIFF_POINTER_STAND_INS.items():
         if _sub_ifd_for_tiff(parsed, tag):
             tags.append((stand_in, 4, 1, 0, True))
-    return tags, _text(parsed.get(TAG_DATETIME))
+    when = _text(parsed.get(TAG_DATETIME))
+    # tifffile refuses any other form; a damaged date is dropped, not the file
+    return tags, when if when and _EXIF_DATETIME.fullmatch(when) else None
 
 
 def _sub_ifd_for_tiff(parsed: PILImage.Exif, tag: int) -> dict[int, Any]:

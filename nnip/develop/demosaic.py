@@ -171,6 +171,8 @@ def libraw_demosaic(
     """
     import rawpy
 
+    from nnip.raw.frame import open_libraw
+
     algorithms = {
         "ahd": rawpy.DemosaicAlgorithm.AHD,
         "dcb": rawpy.DemosaicAlgorithm.DCB,
@@ -182,7 +184,7 @@ def libraw_demosaic(
         raise ValueError(f"demosaic method {method!r} is not one of {', '.join(LIBRAW_METHODS)}")
     wb = np.asarray(balance, dtype=np.float64).reshape(3)
     try:
-        with rawpy.imread(str(path)) as raw:
+        with open_libraw(path) as raw:
             target = raw.raw_image_visible
             if target.shape != mosaic.shape:
                 raise ValueError(

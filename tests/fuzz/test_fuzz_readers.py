@@ -96,8 +96,7 @@ def _check(answer: dict, ext: str) -> None:
     "jpeg",
     "png",
     "png-crc-fixed",  # the checksums recomputed, so the damage reaches the decoder
-    pytest.param("tiff", marks=pytest.mark.xfail(
-        strict=True, reason="imageio: a zero BitsPerSample (test_known_crashes.py)")),
+    "tiff",
 ])
 def test_image_reader_survives_mutations(
     worker: ReaderWorker, seeds: dict[str, tuple[bytes, str]], target: str

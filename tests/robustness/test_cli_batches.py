@@ -247,11 +247,6 @@ def test_develop_batch_finishes_the_good_files_and_leaves_nothing_else(
         assert np.ptp(tif.pages.first.asarray()) > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nnip/develop/demosaic.py opens the RAW again with rawpy.imread(str(path)), which "
-    "cannot take a non-UTF-8 name; nnip.raw.frame.open_libraw(path) can (a one-line change)",
-)
 def test_develop_with_a_classic_demosaic_takes_non_utf8_names(
     tmp_path: Path, no_models: Path
 ) -> None:
