@@ -339,9 +339,12 @@ def _verdicts(ours: dict[str, Scores], baselines: dict[str, Scores]) -> list[str
 
 def _costs(specs: Sequence[object]) -> list[str]:
     """Cost per mosaic megapixel: the manifest counts per packed input pixel (4 mosaic pixels)."""
-    return [f"- {spec.name}: {spec.gflop_per_mp / 4:.1f} GFLOP per mosaic megapixel "  # type: ignore[attr-defined]
-            f"(budget 130; the manifest's {spec.gflop_per_mp:.0f} is per packed input MP)"  # type: ignore[attr-defined]
-            for spec in specs]
+    lines = []
+    for spec in specs:
+        packed = float(spec.gflop_per_mp)  # type: ignore[attr-defined]
+        lines.append(f"- {spec.name}: {packed / 4:.1f} GFLOP per mosaic megapixel (budget 130; "  # type: ignore[attr-defined]
+                     f"the manifest's {packed:.0f} is per packed input MP)")
+    return lines
 
 
 def _method_names(text: str | None) -> list[str] | None:
