@@ -205,8 +205,13 @@ def new_cycle(
     ``budget_s`` is the training time this process has; ``step`` and ``train_s`` where the
     run stands.
     """
-    if previous is not None and previous.progress(train_s) < 1.0:
-        return previous
+    if previous is not None:
+        # A run that ended on its time budget stops a little short of the cycle's end (the
+        # reserve for the last validation): count a cycle with under a minute (or 2 %) of
+        # its horizon left as finished, or a resume would crawl on at the floor rate.
+        left_s = previous.start_s + previous.horizon_s - train_s
+        if left_s > min(0.5 * previous.horizon_s, max(60.0, 0.02 * previous.horizon_s)):
+            return previous
     peak = float(config["lr"])
     if previous is not None:
         peak *= float(config.get("restart_lr_ratio", 0.5))

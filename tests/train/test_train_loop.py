@@ -26,6 +26,15 @@ def test_resume_continues_an_unfinished_cycle():
     assert again == first
 
 
+def test_a_cycle_ended_by_its_budget_counts_as_finished():
+    """A budgeted run stops ~20 s short of its cycle's end (the final validation's reserve)."""
+    first = new_cycle(None, step=0, train_s=0.0, config=CONFIG, budget_s=5400.0)
+    resumed = new_cycle(first, step=9000, train_s=5380.0, config=CONFIG, budget_s=3600.0)
+    assert resumed != first and resumed.peak == pytest.approx(5e-4)
+    halfway = new_cycle(first, step=4000, train_s=2700.0, config=CONFIG, budget_s=3600.0)
+    assert halfway == first
+
+
 def test_resume_after_a_finished_cycle_restarts_lower():
     first = new_cycle(None, step=0, train_s=0.0, config=CONFIG, budget_s=100.0)
     restart = new_cycle(first, step=500, train_s=100.0, config=CONFIG, budget_s=60.0)
