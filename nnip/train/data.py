@@ -27,6 +27,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "list_images",
     "split_holdout",
+    "training_split",
     "area_downscale",
     "read_teacher",
     "TeacherCache",
@@ -54,6 +55,20 @@ def list_images(dirs: Sequence[Path]) -> list[list[Path]]:
         )
         groups.append(files)
     return groups
+
+
+def training_split(data_dirs: Sequence[Path], every: int) -> tuple[list[Path], list[Path]]:
+    """(train, held-out) image paths of ``data_dirs`` (see :func:`split_holdout`).
+
+    Raises
+    ------
+    ValueError
+        No training image at all in ``data_dirs``.
+    """
+    train, held = split_holdout(list_images(data_dirs), every)
+    if not train:
+        raise ValueError(f"no training images in {', '.join(map(str, data_dirs))}")
+    return train, held
 
 
 def split_holdout(groups: Sequence[Sequence[Path]], every: int) -> tuple[list[Path], list[Path]]:

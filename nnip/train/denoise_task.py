@@ -56,7 +56,7 @@ from nnip.simulate.pairs import raw_pair
 from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import mosaic_bayer, pack_bayer
 from nnip.train.arch import ECB
-from nnip.train.data import PatchSampler, TeacherCache, list_images, split_holdout
+from nnip.train.data import PatchSampler, TeacherCache, training_split
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
 
 __all__ = [
@@ -345,10 +345,7 @@ def _denoise_val(teachers: Sequence[np.ndarray], crop: int, seed: int = 12345) -
 def _build_denoise_data(
     config: Mapping[str, Any], data_dirs: Sequence[Path], cache_dir: Path, seed: int
 ) -> TaskData:
-    groups = list_images(data_dirs)
-    train_paths, val_paths = split_holdout(groups, int(config["holdout_every"]))
-    if not train_paths:
-        raise ValueError(f"no training images in {', '.join(map(str, data_dirs))}")
+    train_paths, val_paths = training_split(data_dirs, int(config["holdout_every"]))
     cache = TeacherCache(cache_dir)
     size = 2 * int(config["patch"])
     teachers = cache.get_all(train_paths, min_size=size)

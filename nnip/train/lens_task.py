@@ -70,7 +70,7 @@ from nnip.simulate.pairs import raw_pair
 from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import SENSORS, pack_bayer
 from nnip.train.arch import ECB
-from nnip.train.data import PatchSampler, TeacherCache, list_images, split_holdout
+from nnip.train.data import PatchSampler, TeacherCache, training_split
 from nnip.train.raw_tasks import malvar_packed_kernel, psnr_rgb
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
 
@@ -444,10 +444,7 @@ def _lens_val(teachers: Sequence[np.ndarray], crop: int, context: int,
 def _build_lens_data(
     config: Mapping[str, Any], data_dirs: Sequence[Path], cache_dir: Path, seed: int
 ) -> TaskData:
-    groups = list_images(data_dirs)
-    train_paths, val_paths = split_holdout(groups, int(config["holdout_every"]))
-    if not train_paths:
-        raise ValueError(f"no training images in {', '.join(map(str, data_dirs))}")
+    train_paths, val_paths = training_split(data_dirs, int(config["holdout_every"]))
     cache = TeacherCache(cache_dir)
     size = int(config["patch"]) + 2 * int(config["context"])
     teachers = cache.get_all(train_paths, min_size=size)

@@ -37,8 +37,7 @@ from nnip.train.data import (
     PatchSampler,
     TeacherCache,
     bicubic_pair,
-    list_images,
-    split_holdout,
+    training_split,
 )
 
 __all__ = [
@@ -299,10 +298,7 @@ def _upscale_val(teachers: Sequence[np.ndarray], crop: int) -> list[ValItem]:
 def _build_upscale_data(
     config: Mapping[str, Any], data_dirs: Sequence[Path], cache_dir: Path, seed: int
 ) -> TaskData:
-    groups = list_images(data_dirs)
-    train_paths, val_paths = split_holdout(groups, int(config["holdout_every"]))
-    if not train_paths:
-        raise ValueError(f"no training images in {', '.join(map(str, data_dirs))}")
+    train_paths, val_paths = training_split(data_dirs, int(config["holdout_every"]))
     cache = TeacherCache(cache_dir)
     patch = int(config["patch"])
     crop = 2 * (patch + 2 * _UPSCALE_CONTEXT)
