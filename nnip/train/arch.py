@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ECB", "SRNet", "PlainSRNet", "conv_macs_per_pixel"]
+__all__ = ["ECB", "ECBLevel", "SRNet", "PlainSRNet", "conv_macs_per_pixel"]
 
 _SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
 _SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
@@ -127,6 +127,20 @@ class ECB(nn.Module):
             conv.weight.copy_(weight)
             conv.bias.copy_(bias)
         return conv
+
+
+class ECBLevel(nn.Module):
+    """``count`` ECB 3x3 convolutions of constant width, each followed by a PReLU."""
+
+    def __init__(self, width: int, count: int, multiplier: float) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(ECB(width, width, multiplier) for _ in range(count))
+        self.acts = nn.ModuleList(nn.PReLU(width) for _ in range(count))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, act in zip(self.convs, self.acts):
+            x = act(conv(x))
+        return x
 
 
 def _zero_init(block: ECB) -> None:

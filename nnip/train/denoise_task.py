@@ -55,7 +55,7 @@ from nnip.simulate.color import linear_to_srgb, random_exposure
 from nnip.simulate.pairs import raw_pair
 from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import mosaic_bayer, pack_bayer
-from nnip.train.arch import ECB
+from nnip.train.arch import ECB, ECBLevel
 from nnip.train.data import PatchSampler, TeacherCache, training_split
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
 
@@ -141,20 +141,6 @@ _DETAIL_LIMIT = 1000.0
 # --------------------------------------------------------------------------- network
 
 
-class _Level(nn.Module):
-    """``count`` ECB 3x3 convolutions of constant width, each followed by a PReLU."""
-
-    def __init__(self, width: int, count: int, multiplier: float) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(ECB(width, width, multiplier) for _ in range(count))
-        self.acts = nn.ModuleList(nn.PReLU(width) for _ in range(count))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv, act in zip(self.convs, self.acts):
-            x = act(conv(x))
-        return x
-
-
 class DenoiseNet(nn.Module):
     """Noise-normalised residual U-Net on the packed RGGB grid (see the module notes).
 
@@ -180,15 +166,15 @@ class DenoiseNet(nn.Module):
         self.register_buffer("box", torch.full((4, 1, _BOX, _BOX), 1.0 / (_BOX * _BOX)))
         self.head = ECB(8, w0, multiplier)
         self.head_act = nn.PReLU(w0)
-        self.enc0 = _Level(w0, max(n0 - 1, 0), multiplier)
+        self.enc0 = ECBLevel(w0, max(n0 - 1, 0), multiplier)
         self.down1 = nn.Conv2d(w0, w1, 3, stride=2, padding=1)
-        self.enc1 = _Level(w1, n1, multiplier)
+        self.enc1 = ECBLevel(w1, n1, multiplier)
         self.down2 = nn.Conv2d(w1, w2, 3, stride=2, padding=1)
-        self.mid = _Level(w2, n2, multiplier)
+        self.mid = ECBLevel(w2, n2, multiplier)
         self.up2 = nn.ConvTranspose2d(w2, w1, 2, stride=2)
-        self.dec1 = _Level(w1, n1, multiplier)
+        self.dec1 = ECBLevel(w1, n1, multiplier)
         self.up1 = nn.ConvTranspose2d(w1, w0, 2, stride=2)
-        self.dec0 = _Level(w0, max(n0 - 1, 1), multiplier)
+        self.dec0 = ECBLevel(w0, max(n0 - 1, 1), multiplier)
         self.tail = nn.Conv2d(w0, 4, 3, padding=1)
         with torch.no_grad():  # start as the identity: y = x + s * 0
             self.tail.weight.zero_()

@@ -69,7 +69,7 @@ from nnip.simulate.optics import Field, LensParams
 from nnip.simulate.pairs import raw_pair
 from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import SENSORS, pack_bayer
-from nnip.train.arch import ECB
+from nnip.train.arch import ECB, ECBLevel
 from nnip.train.data import PatchSampler, TeacherCache, training_split
 from nnip.train.raw_tasks import malvar_packed_kernel, psnr_rgb
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
@@ -146,20 +146,6 @@ _ENCODED_CLIP = float(encode_transfer(np.float32(CLIP_LEVEL), "srgb"))
 # --------------------------------------------------------------------------- network
 
 
-class _Level(nn.Module):
-    """``count`` ECB 3x3 convolutions of constant width, each followed by a PReLU."""
-
-    def __init__(self, width: int, count: int, multiplier: float) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(ECB(width, width, multiplier) for _ in range(count))
-        self.acts = nn.ModuleList(nn.PReLU(width) for _ in range(count))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv, act in zip(self.convs, self.acts):
-            x = act(conv(x))
-        return x
-
-
 class LensNet(nn.Module):
     """Two-level residual U-Net for lens correction (see the module notes).
 
@@ -184,12 +170,12 @@ class LensNet(nn.Module):
         n0, n1 = (int(b) for b in blocks)
         self.head = nn.Conv2d(7, w0, 3, stride=2, padding=1)
         self.head_act = nn.PReLU(w0)
-        self.enc = _Level(w0, n0, multiplier)
+        self.enc = ECBLevel(w0, n0, multiplier)
         self.down = nn.Conv2d(w0, w1, 3, stride=2, padding=1)
         self.down_act = nn.PReLU(w1)
-        self.mid = _Level(w1, n1, multiplier)
+        self.mid = ECBLevel(w1, n1, multiplier)
         self.up = nn.ConvTranspose2d(w1, w0, 2, stride=2)
-        self.dec = _Level(w0, n0, multiplier)
+        self.dec = ECBLevel(w0, n0, multiplier)
         self.tail = nn.Conv2d(w0, 12, 3, padding=1)
         with torch.no_grad():  # start as the identity
             self.tail.weight.zero_()
