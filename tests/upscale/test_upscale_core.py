@@ -174,6 +174,23 @@ def test_enforce_fidelity_projects_clipped_blocks_exactly() -> None:
     np.testing.assert_allclose(area_downscale(out), reference, atol=1e-6)
 
 
+def test_halo_clamp_removes_ringing_at_an_edge_and_keeps_fidelity() -> None:
+    # A step 0.2 -> 0.8 upscaled with a ringing (over-sharpened) start: the clamp keeps
+    # every block within the input's local min..max, so nothing rings past either level.
+    reference = np.full((12, 12, 1), 0.2, np.float32)
+    reference[:, 6:] = 0.8
+    reference[:, 5] = 0.5  # a partly covered column
+    cubic = classical_upscale(reference)
+    ringing = cubic + 1.5 * (cubic - smooth_upsample(area_downscale(cubic)))
+    assert ringing.max() > 0.85 and ringing.min() < 0.15
+    clamped = enforce_fidelity(ringing, reference, 2)
+    assert clamped.min() >= 0.2 - 1e-6 and clamped.max() <= 0.8 + 1e-6
+    np.testing.assert_allclose(area_downscale(clamped), reference, atol=1e-6)
+    unclamped = enforce_fidelity(ringing, reference, 2, halo_reach=0)
+    assert unclamped.max() > 0.82  # the clamp, not the rest of the step, removed the halo
+    np.testing.assert_allclose(area_downscale(unclamped), reference, atol=1e-6)
+
+
 def test_enforce_fidelity_without_exact_step_leaves_a_residual(rng) -> None:
     reference = rng.random((16, 16, 3)).astype(np.float32)
     start = np.zeros((32, 32, 3), np.float32)

@@ -13,6 +13,7 @@ from nnip.core import imageio
 from nnip.core.imageio import Image, ImageMeta
 from nnip.core.models import ModelSpec
 from nnups.upscale import (
+    HALO_REACH,
     SMOOTH_STEPS,
     area_downscale,
     classical_upscale,
@@ -160,21 +161,28 @@ def test_progress_counts_every_tile_of_every_band_once(models, rng) -> None:
 def _plain_fidelity(
     upscaled: np.ndarray, reference: np.ndarray, steps: int = SMOOTH_STEPS
 ) -> np.ndarray:
-    """The fidelity step as first written: whole arrays, float64 bisection."""
+    """The fidelity step as first written: whole arrays, float64 bisection, each block
+    clamped to the min..max of the input in its (2 HALO_REACH + 1)^2 window."""
     target = np.clip(reference, 0, 1).astype(np.float32)
     out = np.array(upscaled, np.float32)
     for _ in range(steps):
         out = np.clip(out + _plain_bilinear(target - area_downscale(out)), 0, 1)
     out += np.repeat(np.repeat(target - area_downscale(out), 2, 0), 2, 1)
     h, w, c = target.shape
+    r = HALO_REACH
+    padded = np.pad(target, [(r, r), (r, r), (0, 0)], mode="edge")
+    windows = np.stack([padded[dy : dy + h, dx : dx + w] for dy in range(2 * r + 1)
+                        for dx in range(2 * r + 1)])
+    floor = windows.min(0).reshape(-1, 1).astype(np.float64)
+    ceiling = windows.max(0).reshape(-1, 1).astype(np.float64)
     blocks = out.reshape(h, 2, w, 2, c).transpose(0, 2, 4, 1, 3).reshape(-1, 4).astype(np.float64)
     goal = target.reshape(-1, 1).astype(np.float64)
-    low, high = -blocks.max(1, keepdims=True), 1 - blocks.min(1, keepdims=True)
+    low, high = floor - blocks.max(1, keepdims=True), ceiling - blocks.min(1, keepdims=True)
     for _ in range(40):
         mid = (low + high) / 2
-        below = np.clip(blocks + mid, 0, 1).mean(1, keepdims=True) < goal
+        below = np.clip(blocks + mid, floor, ceiling).mean(1, keepdims=True) < goal
         low, high = np.where(below, mid, low), np.where(below, high, mid)
-    solved = np.clip(blocks + (low + high) / 2, 0, 1).astype(np.float32)
+    solved = np.clip(blocks + (low + high) / 2, floor, ceiling).astype(np.float32)
     return solved.reshape(h, w, c, 2, 2).transpose(0, 3, 1, 4, 2).reshape(out.shape)
 
 
@@ -202,17 +210,18 @@ def test_fast_fidelity_step_equals_the_plain_one(rng, shape: tuple[int, ...]) ->
     np.testing.assert_allclose(area_downscale(got), reference, atol=2e-6)
 
 
-def test_fidelity_step_reaches_exactly_smooth_steps_input_rows(rng) -> None:
+def test_fidelity_step_reaches_exactly_its_band_context(rng) -> None:
     # The band context rests on this: changing input row k moves output block rows
-    # k - SMOOTH_STEPS .. k + SMOOTH_STEPS and no others.
+    # k - reach .. k + reach and no others (reach: the smooth rounds' and the halo clamp's).
     reference = rng.random((21, 9, 3)).astype(np.float32) * 0.6 + 0.2
     start = classical_upscale(reference)
     base = enforce_fidelity(start, reference)
     poked = reference.copy()
     poked[10] += 0.1
     moved = np.abs(enforce_fidelity(start, poked) - base).max(axis=(1, 2)).reshape(21, 2).max(1)
-    assert np.all(moved[10 - SMOOTH_STEPS : 11 + SMOOTH_STEPS] > 0)
-    assert np.all(moved[: 10 - SMOOTH_STEPS] == 0) and np.all(moved[11 + SMOOTH_STEPS :] == 0)
+    reach = max(SMOOTH_STEPS, HALO_REACH)
+    assert np.all(moved[10 - reach : 11 + reach] > 0)
+    assert np.all(moved[: 10 - reach] == 0) and np.all(moved[11 + reach :] == 0)
 
 
 # --------------------------------------------------------------------------- memory
