@@ -185,20 +185,27 @@ class PatchSampler:
         area = np.array([t.shape[0] * t.shape[1] for t in self.teachers], dtype=np.float64)
         self._weights = area / area.sum()
 
-    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """One crop, uint8 (size, size, 3) copied out of the (memory-mapped) teacher."""
+    def sample(self, rng: np.random.Generator, size: int,
+               min_size: int | None = None) -> np.ndarray:
+        """One square crop, uint8, copied out of the (memory-mapped) teacher.
+
+        Its side is ``size``; with ``min_size``, a teacher smaller than ``size`` gives a crop
+        of its own shorter side instead, if that is at least ``min_size``.
+        """
+        smallest = size if min_size is None else min_size
         patch = None
         for _ in range(self.tries):
             teacher = self.teachers[rng.choice(len(self.teachers), p=self._weights)]
             h, w = teacher.shape[:2]
-            if h < size or w < size:
+            side = min(size, h, w)
+            if side < smallest:
                 continue
-            y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-            patch = np.array(teacher[y : y + size, x : x + size])
+            y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+            patch = np.array(teacher[y : y + side, x : x + side])
             if detail(patch) >= self.flat_threshold or rng.random() < self.flat_keep:
                 return patch
         if patch is None:
-            raise ValueError(f"no teacher is at least {size}x{size}")
+            raise ValueError(f"no teacher is at least {smallest}x{smallest}")
         return patch
 
 

@@ -33,6 +33,12 @@ is left out on purpose: brightness is the lensfun profile's business, and a netw
 learnt to brighten corners would do it twice. ``context`` pixels around each crop are
 simulated and then cut, so no crop border is ever seen blurred against padding.
 
+Training reads these pairs from a bank (:mod:`nnip.train.lens_bank`, ``bank_entries`` > 0,
+the default): the lens part of a simulation, by far its dearest, is computed once per bank
+entry and reused ``bank_reuse`` times or more; crop, dihedral transform, exposure,
+illuminant, OLPF, noise, demosaic and blind flag are drawn afresh per sample. The
+validation pairs are always simulated whole with fixed seeds, so runs compare.
+
 Network (:class:`LensNet`), a two-level U-Net whose full-resolution work is only its first
 and last convolution: a stride-2 3x3 convolution reads image and optics map at full
 resolution into ``widths[0]`` channels at 1/2, ``blocks[0]`` ECB convolutions there, a
@@ -81,9 +87,15 @@ __all__ = [
     "LensNet",
     "random_lens",
     "random_field",
+    "random_clean_crop",
+    "random_iso",
+    "random_sensor",
+    "random_illuminant",
     "malvar_demosaic",
+    "demosaicker",
     "simulate_lens_pair",
     "LensBatches",
+    "lens_sampler",
     "encoded_l1",
 ]
 
@@ -124,6 +136,11 @@ LENS_CONFIGS: dict[str, dict[str, Any]] = {
         "checkpoint_minutes": 3.0,
         "restart_lr_ratio": 0.5,
         "seed": 0,
+        # The bank of blurred crops (nnip.train.lens_bank); bank_entries 0 = every pair
+        # simulated whole, as the validation pairs are.
+        "bank_entries": 4000,  # ~4 GB under runs/cache/lens-bank/
+        "bank_reuse": 16,  # samples per entry built while the bank fills
+        "bank_side": 288,  # an entry's side: 2 x patch + 2 x context
     },
 }
 # ~47k MACs per pixel (~95 GFLOP/MP): the budget's ceiling.
@@ -346,6 +363,41 @@ def _dihedral(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rgb[:, ::-1] if rng.random() < 0.5 else rgb
 
 
+def random_clean_crop(sampler: PatchSampler | None, pattern_fraction: float, size: int,
+                      rng: np.random.Generator, min_size: int | None = None) -> np.ndarray:
+    """A clean sRGB crop, float32 (size, size, 3), lights above 1: a photo crop, or with
+    probability ``pattern_fraction`` (always without a sampler) a synthetic patch; one of
+    the 8 dihedral transforms applied. With ``min_size``, a photo smaller than ``size``
+    gives a crop of its shorter side (:meth:`PatchSampler.sample`)."""
+    if sampler is None or rng.random() < pattern_fraction:
+        kind = PATTERN_KINDS[int(rng.integers(len(PATTERN_KINDS)))]
+        rgb = random_pattern(kind, size, rng)
+    else:
+        rgb = sampler.sample(rng, size, min_size).astype(np.float32) / 255.0
+    return np.ascontiguousarray(_dihedral(rgb, rng), dtype=np.float32)
+
+
+def random_iso(rng: np.random.Generator, iso_range: Sequence[float]) -> float:
+    """An ISO log-uniform in ``iso_range``."""
+    low, high = (float(v) for v in iso_range)
+    return float(2.0 ** rng.uniform(math.log2(low), math.log2(high)))
+
+
+def random_sensor(rng: np.random.Generator) -> str:
+    """One of the simulator's sensor noise models, uniformly."""
+    return sorted(SENSORS)[int(rng.integers(len(SENSORS)))]
+
+
+def random_illuminant(rng: np.random.Generator) -> float | None:
+    """The scene light: D65 (None) in half the draws, else 2800..7500 K."""
+    return float(rng.uniform(2800.0, 7500.0)) if rng.random() < 0.5 else None
+
+
+def demosaicker(name: str) -> Callable[[np.ndarray, Sequence[float]], np.ndarray]:
+    """The ``demosaic`` config value as a function (mosaic, gains) -> RGB."""
+    return _nn_demosaicker() if name == "nn" else malvar_demosaic
+
+
 class LensBatches(torch.utils.data.IterableDataset):
     """Endless ((image, optics), target) batches, NCHW float32, built in the worker.
 
@@ -369,34 +421,28 @@ class LensBatches(torch.utils.data.IterableDataset):
 
     def crop(self, rng: np.random.Generator) -> np.ndarray:
         """A clean sRGB crop, float32 (patch + 2 context)^2 x 3 (lights exceed 1)."""
-        size = self.patch + 2 * self.context
-        if self.sampler is None or rng.random() < self.pattern_fraction:
-            kind = PATTERN_KINDS[int(rng.integers(len(PATTERN_KINDS)))]
-            rgb = random_pattern(kind, size, rng)
-        else:
-            rgb = self.sampler.sample(rng, size).astype(np.float32) / 255.0
-        return np.ascontiguousarray(_dihedral(rgb, rng), dtype=np.float32)
+        return random_clean_crop(self.sampler, self.pattern_fraction,
+                                 self.patch + 2 * self.context, rng)
 
     def example(self, rng: np.random.Generator, demosaic: Callable) -> tuple[np.ndarray, ...]:
         config = self.config
         crop = self.crop(rng)
-        low, high = (float(v) for v in config["iso_range"])
         return simulate_lens_pair(
             crop, rng,
             lens=random_lens(rng, config),
             field=random_field(rng, crop.shape[0], config["frame_radius_px"]),
-            iso=float(2.0 ** rng.uniform(math.log2(low), math.log2(high))),
-            sensor=sorted(SENSORS)[int(rng.integers(len(SENSORS)))],
+            iso=random_iso(rng, config["iso_range"]),
+            sensor=random_sensor(rng),
             blind=bool(rng.random() < float(config["blind_fraction"])),
             context=self.context,
             demosaic=demosaic,
-            illuminant=float(rng.uniform(2800.0, 7500.0)) if rng.random() < 0.5 else None,
+            illuminant=random_illuminant(rng),
         )
 
     def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info is not None else 0])
-        demosaic = _nn_demosaicker() if self.config["demosaic"] == "nn" else malvar_demosaic
+        demosaic = demosaicker(self.config["demosaic"])
         while True:
             items = [self.example(rng, demosaic) for _ in range(self.batch)]
             image, optics, target = (torch.from_numpy(np.stack(parts)) for parts in zip(*items))
@@ -427,16 +473,38 @@ def _lens_val(teachers: Sequence[np.ndarray], crop: int, context: int,
     return items
 
 
+def lens_sampler(config: Mapping[str, Any], train_paths: Sequence[Path],
+                 cache: TeacherCache) -> PatchSampler:
+    """Photo crops for training: the teachers with room for a patch and its context."""
+    size = int(config["patch"]) + 2 * int(config["context"])
+    return PatchSampler(cache.get_all(train_paths, min_size=size),
+                        float(config["flat_threshold"]), float(config["flat_keep"]))
+
+
+def _training_stream(config: Mapping[str, Any], sampler: PatchSampler, train_paths: Sequence[Path],
+                     cache_dir: Path, seed: int) -> tuple[torch.utils.data.IterableDataset, str]:
+    """The training batches (a bank's when ``bank_entries`` > 0) and a phrase for the log."""
+    if int(config.get("bank_entries", 0)) <= 0:
+        return LensBatches(sampler, config, seed), "every pair simulated whole"
+    # lens_bank builds on this module's simulation helpers, so it is imported here.
+    from nnip.train import lens_bank  # noqa: PLC0415
+
+    directory = lens_bank.bank_directory(Path(cache_dir).parent / "lens-bank", config, train_paths)
+    phrase = (f"bank {directory} ({lens_bank.stored_entries(directory)} of "
+              f"{config['bank_entries']} entries, {config['bank_reuse']} samples per new entry)")
+    return lens_bank.BankBatches(sampler, config, seed, directory), phrase
+
+
 def _build_lens_data(
     config: Mapping[str, Any], data_dirs: Sequence[Path], cache_dir: Path, seed: int
 ) -> TaskData:
     train_paths, val_paths = training_split(data_dirs, int(config["holdout_every"]))
     cache = TeacherCache(cache_dir)
-    size = int(config["patch"]) + 2 * int(config["context"])
-    teachers = cache.get_all(train_paths, min_size=size)
+    sampler = lens_sampler(config, train_paths, cache)
     val = _lens_val(cache.get_all(val_paths, min_size=64), int(config["val_crop"]),
                     int(config["context"]))
-    sampler = PatchSampler(teachers, float(config["flat_threshold"]), float(config["flat_keep"]))
+    train, stream = _training_stream(config, sampler, train_paths, cache_dir, seed)
+    teachers = sampler.teachers
     megapixels = sum(t.shape[0] * t.shape[1] for t in teachers) / 1e6
     f_low, f_high = (float(v) for v in config["fnumber_range"])
     iso_low, iso_high = (float(v) for v in config["iso_range"])
@@ -446,9 +514,9 @@ def _build_lens_data(
         f"nnip.simulate raw_pair with random lenses f/{f_low:g}..f/{f_high:g}, corner "
         f"aberration <= {config['aberration_max_px']} px, lateral CA <= {config['ca_max_px']} px, "
         f"ISO {iso_low:g}..{iso_high:g}, {config['demosaic']} demosaic, "
-        f"{config['blind_fraction']:.2f} blind; {len(val)} held-out crops"
+        f"{config['blind_fraction']:.2f} blind; {stream}; {len(val)} held-out crops"
     )
-    return TaskData(train=LensBatches(sampler, config, seed), val=val, description=description)
+    return TaskData(train=train, val=val, description=description)
 
 
 # --------------------------------------------------------------------------- loss, export
