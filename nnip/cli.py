@@ -34,7 +34,6 @@ from nnip.options import (
     markdown_opt,
     models_dir_opt,
     quality_opt,
-    reporting_errors,
     run_main,
     show_models,
     suffix_opt,
@@ -171,9 +170,7 @@ def develop(ctx: click.Context, inputs: Sequence[str], **params: Any) -> None:
     items = collect_and_check(
         ctx, inputs, options, recursive=params["recursive"], extensions=RAW_EXTENSIONS
     )
-    with reporting_errors(ctx):
-        process = _make_processor(params, develop_options)
-    execute_batch(ctx, items, process, options)
+    execute_batch(ctx, items, options, _make_processor, params, develop_options)
 
 
 def _develop_options(ctx: click.Context, params: dict[str, Any]) -> DevelopOptions:

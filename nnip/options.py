@@ -22,6 +22,7 @@ decorator                  flag                               used by
 ``threads_opt``            ``--threads N``                    develop, upscale
 ``tile_opt``               ``--tile N``                       develop, upscale
 ``jobs_opt``               ``-j/--jobs N``                    develop, upscale
+``cluster_opt``            ``--cluster ADDRESS|local[:N]``    develop, upscale
 ``json_opt``               ``--json``                         all commands
 ``quiet_opt``              ``-q/--quiet``                     develop, upscale
 ``verbose_opt``            ``-v/--verbose``                   develop, upscale
@@ -85,6 +86,7 @@ __all__ = [
     "threads_opt",
     "tile_opt",
     "jobs_opt",
+    "cluster_opt",
     "json_opt",
     "quiet_opt",
     "verbose_opt",
@@ -110,7 +112,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: of the settings digest of the run log (a resumed run may use other --jobs or --device).
 _NOT_SETTINGS = frozenset({
     "output_dir", "overwrite", "skip_existing", "run_log", "recursive", "jobs", "as_json",
-    "quiet", "verbose", "debug", "device", "threads", "tile", "models_dir",
+    "quiet", "verbose", "debug", "device", "threads", "tile", "models_dir", "cluster",
 })
 
 
@@ -250,6 +252,33 @@ jobs_opt = click.option(
     help="Files processed at the same time.",
 )
 
+
+def _parse_cluster(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A :class:`nnip.core.cluster.ClusterAddress`; the check needs Dask, so it is here."""
+    if value is None:
+        return None
+    try:
+        from nnip.core.cluster import parse_cluster_address
+    except ImportError:
+        raise click.BadParameter(
+            "needs the 'distributed' package: pip install 'nnip[cluster]'", ctx, param
+        ) from None
+    try:
+        return parse_cluster_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+cluster_opt = click.option(
+    "--cluster",
+    default=None,
+    callback=_parse_cluster,
+    metavar="ADDRESS|local[:N]",
+    help="Process the files on a Dask cluster: the address of its scheduler "
+    "(tcp://HOST:PORT), or local:N to start N worker processes here (default 2). Inputs, "
+    "outputs and --models-dir must have the same paths on every worker.",
+)
+
 json_opt = click.option(
     "--json",
     "as_json",
@@ -304,6 +333,7 @@ batch_opts = _stack(
     run_log_opt,
     recursive_opt,
     jobs_opt,
+    cluster_opt,
     json_opt,
     quiet_opt,
     verbose_opt,
@@ -444,12 +474,82 @@ def collect_and_check(
 
 
 def execute_batch(
-    ctx: click.Context, items: Sequence[InputItem], process_fn: ProcessFn, options: BatchOptions
+    ctx: click.Context,
+    items: Sequence[InputItem],
+    options: BatchOptions,
+    make_processor: Callable[..., ProcessFn],
+    params: dict[str, Any],
+    *args: Any,
 ) -> NoReturn:
-    """Run the batch and leave with its exit code (0 ok, 1 a file failed, 130 interrupted)."""
+    """Run the batch and leave with its exit code (0 ok, 1 a file failed, 130 interrupted).
+
+    ``make_processor(params, *args)`` returns the per-file function; a problem with the
+    whole run it raises (no model, no device) is one line and exit 1. It is called once
+    here or, with ``--cluster`` (``params["cluster"]``), once in every worker process: then
+    it must be a top-level function and its arguments picklable.
+    """
+    address = params.get("cluster")
+    if address is not None:
+        _execute_on_cluster(ctx, items, options, make_processor, params, args, address)
     with reporting_errors(ctx):
+        process_fn = make_processor(params, *args)
         result = run_batch(items, process_fn, options=options)
     ctx.exit(result.exit_code)
+
+
+class _ClusterUnusable(CommandError):
+    """``--cluster`` names no usable cluster: one line ``prog: message``, exit 2 (usage)."""
+
+    exit_code = EXIT_USAGE
+
+
+def _execute_on_cluster(
+    ctx: click.Context,
+    items: Sequence[InputItem],
+    options: BatchOptions,
+    make_processor: Callable[..., ProcessFn],
+    params: dict[str, Any],
+    args: tuple[Any, ...],
+    address: Any,
+) -> NoReturn:
+    """:func:`execute_batch` on a Dask cluster (:mod:`nnip.core.cluster`)."""
+    from functools import partial
+
+    from nnip.core.cluster import open_cluster, run_on_cluster
+    from nnip.core.errors import ClusterError
+
+    if options.jobs != 1:  # the cluster's worker threads say how many files run at once
+        raise click.UsageError("--cluster cannot be used together with --jobs", ctx)
+    prog = ctx.find_root().info_name or "nnip"
+    # With --verbose each worker says which device and models it loaded, on its own stderr.
+    recipe = partial(make_processor, _worker_params(params, address), *args)
+    with contextlib.ExitStack() as stack:
+        try:
+            client = stack.enter_context(open_cluster(address, debug=options.debug))
+        except ClusterError as exc:
+            raise _ClusterUnusable(f"--cluster {address}: {exc}", prog) from None
+        if options.verbose:
+            threads = client.nthreads()
+            click.echo(f"{prog}: cluster {address}: {len(threads)} workers, "
+                       f"{sum(threads.values())} threads", err=True)
+        with reporting_errors(ctx):
+            result = run_on_cluster(items, recipe, client=client, options=options)
+    ctx.exit(result.exit_code)
+
+
+def _worker_params(params: dict[str, Any], address: Any) -> dict[str, Any]:
+    """The command's parameters as the workers need them.
+
+    ``--models-dir`` is made absolute (a worker's working directory is not ours). For
+    ``local:N`` without ``--threads``, the cores are shared among the N workers: each has
+    its own onnxruntime thread pool, and N pools of every core would fight over them.
+    """
+    worker = dict(params)
+    if worker.get("models_dir") is not None:
+        worker["models_dir"] = Path(worker["models_dir"]).absolute()
+    if address.scheduler is None and worker.get("threads") is None:
+        worker["threads"] = max(1, (os.cpu_count() or 1) // address.local_workers)
+    return worker
 
 
 # --------------------------------------------------------------------------- models

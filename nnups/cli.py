@@ -30,7 +30,6 @@ from nnip.options import (
     markdown_opt,
     models_dir_opt,
     quality_opt,
-    reporting_errors,
     run_main,
     show_models,
     suffix_opt,
@@ -82,6 +81,12 @@ def models(ctx: click.Context, models_dir: Path | None, as_json: bool, markdown:
 @format_opt(OUTPUT_FORMATS, "same")
 @bits_opt
 @quality_opt
+@click.option(
+    "--tiled-tiff",
+    is_flag=True,
+    help="Write a tiled BigTIFF, streamed to disk band by band (never whole in memory); "
+    "implies --format tiff. TIFF outputs over 1 GiB uncompressed are always written so.",
+)
 @suffix_opt("_x2")
 @engine_opts
 @batch_opts
@@ -95,6 +100,11 @@ def upscale(ctx: click.Context, inputs: Sequence[str], **params: Any) -> None:
     fmt = params["format_"].lower()
     if fmt == "jpeg" and params["bits"] == 16:
         raise click.BadParameter("JPEG holds 8 bits only", ctx, param_hint="--bits")
+    if params["tiled_tiff"]:
+        if fmt not in ("same", "tiff"):
+            raise click.BadParameter(f"a tiled output is a TIFF, not {fmt.upper()}", ctx,
+                                     param_hint="--tiled-tiff")
+        fmt = "tiff"
     from nnip.core.imageio import FORMAT_EXTENSIONS, IMAGE_EXTENSIONS
 
     ext = None if fmt == "same" else FORMAT_EXTENSIONS[fmt]
@@ -102,18 +112,16 @@ def upscale(ctx: click.Context, inputs: Sequence[str], **params: Any) -> None:
     items = collect_and_check(
         ctx, inputs, options, recursive=params["recursive"], extensions=IMAGE_EXTENSIONS
     )
-    with reporting_errors(ctx):
-        process = _make_processor(params, fmt)
-    execute_batch(ctx, items, process, options)
+    execute_batch(ctx, items, options, _make_processor, params, fmt)
 
 
 def _make_processor(params: dict[str, Any], fmt: str):
     """Resolve the model and the device once; return the per-file function."""
     from nnip.core.batch import atomic_write
     from nnip.core.engine import Engine
-    from nnip.core.imageio import read_image, write_image
+    from nnip.core.imageio import read_image
     from nnip.core.models import Registry
-    from nnups.upscale import upscale_image
+    from nnups.upscale import write_upscaled
 
     registry = Registry(params["models_dir"])
     spec = registry.find("upscale", params["model"])
@@ -132,13 +140,13 @@ def _make_processor(params: dict[str, Any], fmt: str):
 
     def process(src: Path, dst: Path) -> dict[str, Any]:
         image = read_image(src)
-        result = upscale_image(
-            image, engine, spec, strength=params["strength"], tile=params["tile"]
-        )
+        # Upscaled inside the write: a large TIFF is streamed band by band as it is made.
         atomic_write(
             dst,
-            lambda tmp: write_image(
-                tmp, result, format=write_format, bits=params["bits"], quality=params["quality"]
+            lambda tmp: write_upscaled(
+                tmp, image, engine, spec, format=write_format, bits=params["bits"],
+                quality=params["quality"], tiled=params["tiled_tiff"],
+                strength=params["strength"], tile=params["tile"],
             ),
         )
         return {"device": engine.device, "models": [spec.name], "notices": list(image.meta.notices)}

@@ -47,10 +47,13 @@ edges), which is what keeps its 2 x 2 pattern invisible. A smooth pre-filter (in
 [1/8, 3/4, 1/8] blur) converged faster but changed PSNR by < 0.01 dB: not worth the code.
 
 Bands. A 24 MP input makes a 96 MP output (1.15 GB as float32), so nothing else of that
-size may exist at the same time. ``upscale_image`` works in horizontal bands of input rows
-and pastes each band's valid centre (its *core*) into one preallocated output. The result
-equals the whole-image computation to float rounding because every step is local, with a
-reach known in input rows:
+size may exist at the same time. :func:`iter_upscaled_bands` works in horizontal bands of
+input rows and yields each band's valid centre (its *core*), finished; ``upscale_image``
+pastes them into one preallocated output, and :func:`write_upscaled` can instead stream
+them into a tiled BigTIFF (``nnip.core.imageio.write_tiled_tiff``), so that a 100 MP input
+never has its 400 MP output (4.8 GB as float32) in memory. The result equals the
+whole-image computation to float rounding because every step is local, with a reach known
+in input rows:
 
 - the network: ``spec.margin`` (the engine reflects at the band's edge, like at the image's;
   the rows that reflection spoils are never kept);
@@ -75,13 +78,15 @@ before the fidelity step: 0 gives a plain (but still faithful) cubic upscale.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 from scipy.ndimage import maximum_filter, minimum_filter
 
-from nnip.core.imageio import Image
+from nnip.core import imageio
+from nnip.core.imageio import Image, ImageBand, OutputPlan
 from nnip.core.models import ModelSpec
 from nnip.core.tiling import align_up, min_tile, plan_tiles
 
@@ -90,6 +95,8 @@ if TYPE_CHECKING:  # the engine imports onnxruntime lazily; typing only
 
 __all__ = [
     "upscale_image",
+    "iter_upscaled_bands",
+    "write_upscaled",
     "Band",
     "plan_bands",
     "default_band_rows",
@@ -163,6 +170,45 @@ def upscale_image(
         clipping leaves a solution, which it always does for inputs in [0, 1]). Metadata is
         kept (the writer updates dimensions and orientation).
     """
+    bands = iter_upscaled_bands(
+        image, engine, spec, strength=strength, tile=tile, progress=progress, band_rows=band_rows
+    )
+    scale = int(spec.scale)
+    height, width, channels = image.pixels.shape
+    pixels = np.empty((scale * height, scale * width, channels), dtype=np.float32)
+    alpha = None if image.alpha is None else np.empty(pixels.shape[:2], dtype=np.float32)
+    for band in bands:
+        rows = slice(band.row, band.row + band.pixels.shape[0])
+        # A (rows, W, C) view of the planar band: the one transposing copy, into the output.
+        pixels[rows] = band.pixels
+        if alpha is not None:
+            alpha[rows] = band.alpha
+    return Image(pixels=pixels, alpha=alpha, meta=replace(image.meta, notices=()))
+
+
+def iter_upscaled_bands(
+    image: Image,
+    engine: Engine,
+    spec: ModelSpec,
+    *,
+    strength: float = 1.0,
+    tile: int | None = None,
+    progress: ProgressFn | None = None,
+    band_rows: int | None = None,
+) -> Iterator[ImageBand]:
+    """:func:`upscale_image`'s output band by band, top to bottom, to stream it to disk.
+
+    Same parameters as :func:`upscale_image` (checked here, before any band is made),
+    whose result is exactly these bands pasted together.
+
+    Yields
+    ------
+    ImageBand
+        Output rows ``[row, row + n)``: float32 pixels (n, s*W, C), a view of the band's
+        planar result, and alpha (n, s*W) or ``None``, as :func:`upscale_image` gives them
+        (not yet rounded to the file's bits: the writer does that). Only the latest band
+        is kept; each is made when the next is asked for, so take what you need first.
+    """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     scale = int(spec.scale)
@@ -177,14 +223,73 @@ def upscale_image(
     if progress is not None and strength > 0.0:
         report = _BandProgress(bands, spec, width, tile, channels, progress)
     clip = image.meta.bit_depth != 32
-    pixels = np.empty((scale * height, scale * width, channels), dtype=np.float32)
-    for index, band in enumerate(bands):
-        band_progress = report.for_band(index) if report is not None else None
-        core = _upscale_band(reference, band, engine, spec, strength, tile, band_progress, clip)
-        # (C, rows, W) -> (rows, W, C): the one transposing copy, straight into the output.
-        pixels[scale * band.core[0] : scale * band.core[1]] = np.moveaxis(core, 0, -1)
-    alpha = None if image.alpha is None else _upscale_alpha(image.alpha, scale, bands)
-    return Image(pixels=pixels, alpha=alpha, meta=replace(image.meta, notices=()))
+
+    def results() -> Iterator[ImageBand]:
+        for index, band in enumerate(bands):
+            band_progress = report.for_band(index) if report is not None else None
+            core = _upscale_band(reference, band, engine, spec, strength, tile, band_progress, clip)
+            alpha = None if image.alpha is None else _upscale_alpha_rows(image.alpha, band, scale)
+            # (C, rows, W) -> a (rows, W, C) view; the consumer makes the one copy.
+            yield ImageBand(scale * band.core[0], np.moveaxis(core, 0, -1), alpha)
+            core = alpha = None  # the consumer is done with them: freed before the next band
+
+    return results()
+
+
+def write_upscaled(
+    path: str | os.PathLike[str],
+    image: Image,
+    engine: Engine,
+    spec: ModelSpec,
+    *,
+    format: str | None = None,
+    bits: int | None = None,
+    quality: int = 95,
+    tiled: bool = False,
+    strength: float = 1.0,
+    tile: int | None = None,
+    progress: ProgressFn | None = None,
+) -> OutputPlan:
+    """Upscale ``image`` into the file ``path``: written whole, or streamed band by band.
+
+    ``nnip.core.imageio.plan_output`` decides before any work: a TIFF output is streamed
+    from :func:`iter_upscaled_bands` into a tiled BigTIFF when ``tiled`` or when it passes
+    ``LARGE_OUTPUT_BYTES`` (the output then never exists whole in memory); a JPEG or PNG
+    that large is refused. Either way the pixels are those of :func:`upscale_image`.
+
+    Parameters
+    ----------
+    path : the file to write (the caller handles temporary names and renames).
+    format, bits, quality : as for ``nnip.core.imageio.write_image``.
+    tiled : stream a tiled BigTIFF whatever the size (the format must be TIFF).
+    strength, tile, progress : as for :func:`upscale_image`.
+
+    Returns
+    -------
+    OutputPlan
+        The format, bits and streaming that were used.
+
+    Raises
+    ------
+    OutputError
+        From the plan (an output too large for JPEG/PNG, ``tiled`` with another format)
+        or the writer.
+    """
+    scale = int(spec.scale)
+    shape = (scale * image.height, scale * image.width, image.channels)
+    meta = replace(image.meta, notices=())
+    has_alpha = image.alpha is not None
+    plan = imageio.plan_output(
+        path, meta, shape=shape, alpha=has_alpha, format=format, bits=bits, tiled=tiled
+    )
+    options = {"strength": strength, "tile": tile, "progress": progress}
+    if plan.streamed:
+        bands = iter_upscaled_bands(image, engine, spec, **options)
+        imageio.write_tiled_tiff(path, bands, shape=shape, alpha=has_alpha, meta=meta, bits=plan.bits)
+    else:
+        result = upscale_image(image, engine, spec, **options)
+        imageio.write_image(path, result, format=plan.format, bits=plan.bits, quality=quality)
+    return plan
 
 
 # --------------------------------------------------------------------------- bands
@@ -317,13 +422,10 @@ def _cubic_rows(pixels: np.ndarray, start: int, stop: int, scale: int) -> np.nda
     return np.ascontiguousarray(up[scale * (start - g0) : scale * (stop - g0)])
 
 
-def _upscale_alpha(alpha: np.ndarray, scale: int, bands: list[Band]) -> np.ndarray:
-    """Cubic-upscaled alpha clipped to [0, 1], float32 (s*H, s*W), band by band."""
-    out = np.empty((scale * alpha.shape[0], scale * alpha.shape[1]), dtype=np.float32)
-    for band in bands:
-        rows = out[scale * band.core[0] : scale * band.core[1]]
-        np.clip(_cubic_rows(alpha, *band.core, scale), 0.0, 1.0, out=rows)
-    return out
+def _upscale_alpha_rows(alpha: np.ndarray, band: Band, scale: int) -> np.ndarray:
+    """The output alpha rows of ``band.core``: cubic-upscaled, clipped to [0, 1], float32."""
+    rows = _cubic_rows(alpha, *band.core, scale)
+    return np.clip(rows, 0.0, 1.0, out=rows)
 
 
 def _network_upscale(

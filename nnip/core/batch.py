@@ -28,6 +28,7 @@ import errno
 import glob
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -56,6 +57,7 @@ __all__ = [
     "output_path",
     "plan_outputs",
     "atomic_write",
+    "remove_stale_temps",
     "run_batch",
 ]
 
@@ -360,6 +362,52 @@ def _temp_path(final: Path) -> Path:
     if excess > 0:  # cut bytes, not characters: fsdecode keeps a cut UTF-8 sequence intact
         name = name[: max(1, len(name) - excess)]
     return final.parent / f".{os.fsdecode(name)}{tail}"
+
+
+#: ``.{name}.tmp-{8 hex}{ext}``, as :func:`_temp_path` names it (``name`` possibly cut).
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-[0-9a-f]{8}(?P<ext>.*)", re.DOTALL)
+
+
+def remove_stale_temps(outputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left beside ``outputs``; return them.
+
+    A writer killed outright (SIGKILL, a lost cluster worker, a power cut) cannot remove
+    its temporary file. Only temporary files of these outputs are touched, and each
+    directory is listed once. Call it only when nothing writes these outputs any more: a
+    temporary file still being written would be removed too.
+    """
+    names_in: dict[Path, set[str]] = {}
+    for out in outputs:
+        path = Path(out)
+        names_in.setdefault(path.parent, set()).add(path.name)
+    removed: list[Path] = []
+    for directory, names in names_in.items():
+        try:
+            entries = os.listdir(directory)
+        except OSError:  # gone or unreadable: nothing of ours to clean there
+            continue
+        limit = _name_max(directory)
+        for entry in entries:
+            if _is_temp_of(entry, names, limit):
+                _remove_quietly(directory / entry)
+                removed.append(directory / entry)
+    return removed
+
+
+def _is_temp_of(entry: str, names: set[str], name_max: int) -> bool:
+    """Whether ``entry`` is a :func:`_temp_path` name of one of ``names`` (same directory)."""
+    match = _TEMP_NAME.fullmatch(entry)
+    if match is None:
+        return False
+    stem, ext = match["name"], match["ext"]
+    if stem in names:
+        return Path(stem).suffix == ext
+    if len(os.fsencode(entry)) < name_max:  # not a name _temp_path had to cut short
+        return False
+    cut = os.fsencode(stem)
+    return any(
+        os.fsencode(name).startswith(cut) and Path(name).suffix == ext for name in names
+    )
 
 
 def _name_max(directory: Path) -> int:

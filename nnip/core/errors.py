@@ -20,6 +20,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelIntegrityError",
     "ProviderError",
+    "ClusterError",
 ]
 
 
@@ -65,3 +66,8 @@ class ModelIntegrityError(ModelError):
 
 class ProviderError(NnipError, RuntimeError):
     """A requested onnxruntime execution provider that is not available."""
+
+
+class ClusterError(NnipError):
+    """A ``--cluster`` that cannot run the batch (no scheduler answers, no worker), or a
+    file whose workers kept dying (see :mod:`nnip.core.cluster`)."""

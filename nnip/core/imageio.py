@@ -31,6 +31,11 @@ updated, orientation 1, Software added), ICC and XMP; TIFF keeps ICC (tag 34675)
 Software, DateTime, Make, Model, Artist, HostComputer, Copyright, Orientation = 1,
 resolution, and the Exif and GPS sub-IFDs (not MakerNote / Interoperability, whose offsets
 would dangle). All formats keep the resolution (dpi).
+
+Large outputs (:func:`plan_output`): past :data:`LARGE_OUTPUT_BYTES` of samples, a TIFF is
+written by :func:`write_tiled_tiff` as a tiled BigTIFF from horizontal bands of rows
+(:class:`ImageBand`), so the whole image never exists in memory; JPEG and PNG, whose
+encoders take the whole image at once, are refused there with a line suggesting TIFF.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -59,19 +64,37 @@ from nnip.core.errors import (
 
 __all__ = [
     "MAX_PIXELS",
+    "LARGE_OUTPUT_BYTES",
+    "STREAM_TILE",
     "IMAGE_EXTENSIONS",
     "FORMAT_EXTENSIONS",
     "FORMATS",
     "ImageMeta",
     "Image",
+    "ImageBand",
+    "OutputPlan",
     "sniff_format",
     "read_image",
     "write_image",
+    "plan_output",
+    "write_tiled_tiff",
 ]
 
 #: Largest image (width x height) read: a guard against decompression bombs (a 1 GP RGB
 #: float32 image already needs 12 GB).
 MAX_PIXELS = 1_000_000_000
+
+#: Uncompressed size of an output (its samples as the file stores them) above which it is
+#: never held whole: a TIFF is streamed by :func:`write_tiled_tiff`, JPEG and PNG are
+#: refused. Held whole, an image also has its float32 pixels (2 to 4 times the samples):
+#: past 1 GiB of samples that is over 4 GB, the memory bar of a 100 MP -> 400 MP upscale.
+#: An ordinary upscale (24 MP -> 96 MP: 0.3 GB at 8 bits, 0.6 GB at 16) stays below, and
+#: keeps the plain striped TIFF that every reader opens.
+LARGE_OUTPUT_BYTES = 1 << 30
+
+#: Tile edge of streamed TIFFs, the common choice of TIFF writers; one tile row of a
+#: 24496-pixel-wide 16-bit RGB image (what the writer holds) is 38 MB.
+STREAM_TILE = 256
 
 #: Formats this module reads and writes.
 FORMATS = ("jpeg", "png", "tiff")
@@ -87,6 +110,9 @@ _EXTENSION_FORMATS = MappingProxyType(
 )
 _FORMAT_TITLES = MappingProxyType({"jpeg": "JPEG", "png": "PNG", "tiff": "TIFF"})
 _BITS_BY_FORMAT = MappingProxyType({"jpeg": (8,), "png": (8, 16), "tiff": (8, 16, 32)})
+_SAMPLE_DTYPES = MappingProxyType(
+    {8: np.dtype(np.uint8), 16: np.dtype(np.uint16), 32: np.dtype(np.float32)}
+)
 _TIFF_COMPRESSION = MappingProxyType({"deflate": "zlib", "lzw": "lzw", "none": None})
 _HEAD_BYTES = 64
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -169,6 +195,18 @@ class Image:
     @property
     def channels(self) -> int:
         return int(self.pixels.shape[2])
+
+
+class ImageBand(NamedTuple):
+    """Rows ``[row, row + len(pixels))`` of an image that is made and written band by band.
+
+    ``pixels`` float32 (rows, W, C) and ``alpha`` float32 (rows, W) or ``None``, as in
+    :class:`Image`; either may be a view (the writer copies what it keeps).
+    """
+
+    row: int
+    pixels: np.ndarray
+    alpha: np.ndarray | None
 
 
 @dataclass
@@ -358,10 +396,13 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
 def _to_image(decoded: _Decoded, fmt: str, path: Path) -> Image:
     samples = metadata.apply_orientation(decoded.samples, decoded.orientation)
     channels = samples.shape[2]
-    values = _to_float(samples, decoded.max_value)
     has_alpha = channels in (2, 4)
-    colour = values[:, :, : channels - 1] if has_alpha else values
-    alpha = np.ascontiguousarray(values[:, :, -1]) if has_alpha else None
+    # Colour and alpha converted apart: no float copy of all channels at once (100 MP RGBA:
+    # 1.6 GB) besides the two arrays the Image keeps.
+    colour = _to_float(samples[:, :, : channels - 1] if has_alpha else samples, decoded.max_value)
+    alpha = None
+    if has_alpha:
+        alpha = np.ascontiguousarray(_to_float(samples[:, :, -1], decoded.max_value))
     if alpha is not None and decoded.premultiplied:
         colour = _unpremultiply(colour, alpha)
     meta = ImageMeta(
@@ -381,6 +422,9 @@ def _to_image(decoded: _Decoded, fmt: str, path: Path) -> Image:
 
 
 def _to_float(samples: np.ndarray, max_value: float) -> np.ndarray:
+    """float32 ``samples / max_value``; float32 samples with max 1 are returned as they are."""
+    if samples.dtype == np.float32 and max_value == 1.0:
+        return samples
     values = samples.astype(np.float32)
     if max_value != 1.0:
         values *= np.float32(1.0 / max_value)
@@ -522,9 +566,13 @@ def _cmyk_to_rgb(
         managed = _cmyk_icc_to_srgb(cmyk, icc)
         if managed is not None:
             return managed
-    ink = cmyk.astype(np.float32) / np.float32(max_value)
-    rgb = (1.0 - ink[:, :, :3]) * (1.0 - ink[:, :, 3:4])
-    return rgb.astype(np.float32), None, "converted CMYK to RGB (no colour profile: colours approximate)"
+    rgb = np.empty(cmyk.shape[:2] + (3,), dtype=np.float32)
+    # A few rows at a time: whole-image float temporaries of a 100 MP scan would be GBs.
+    rows = max(1, _QUANTISE_CHUNK // max(cmyk[0].size, 1))
+    for y in range(0, cmyk.shape[0], rows):
+        ink = cmyk[y : y + rows].astype(np.float32) / np.float32(max_value)
+        rgb[y : y + rows] = (1.0 - ink[:, :, :3]) * (1.0 - ink[:, :, 3:4])
+    return rgb, None, "converted CMYK to RGB (no colour profile: colours approximate)"
 
 
 def _cmyk_icc_to_srgb(cmyk: np.ndarray, icc: bytes) -> tuple[np.ndarray, bytes, str] | None:
@@ -540,7 +588,8 @@ def _cmyk_icc_to_srgb(cmyk: np.ndarray, icc: bytes) -> tuple[np.ndarray, bytes, 
         rgb = ImageCms.profileToProfile(picture, source, srgb, outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
-    values = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+    values = np.asarray(rgb, dtype=np.float32)
+    np.divide(values, np.float32(255.0), out=values)  # in place: no second float copy
     return values, srgb.tobytes(), "converted CMYK to RGB through the embedded colour profile"
 
 
@@ -823,8 +872,10 @@ def _tiff_cmyk(page: object, decoded: _Decoded) -> None:
     icc_tag = page.tags.get(34675)  # type: ignore[attr-defined]
     icc = _icc_bytes(icc_tag.value) if icc_tag is not None else None
     rgb, icc_out, notice = _cmyk_to_rgb(decoded.samples[:, :, :4], decoded.max_value, icc)
-    extra = decoded.samples[:, :, 4:].astype(np.float32) / np.float32(decoded.max_value)
-    decoded.samples = np.concatenate([rgb, extra], axis=2)
+    if decoded.samples.shape[2] > 4:  # alpha or other extra channels ride along
+        extra = decoded.samples[:, :, 4:].astype(np.float32) / np.float32(decoded.max_value)
+        rgb = np.concatenate([rgb, extra], axis=2)
+    decoded.samples = rgb
     decoded.max_value = 1.0
     decoded.icc = icc_out if icc else None
     decoded.notices.append(notice)
@@ -925,13 +976,12 @@ def write_image(
     """
     fmt = _output_format(Path(path), format, image.meta.format)
     bits = _output_bits(fmt, bits, image.meta.bit_depth)
-    if compression not in _TIFF_COMPRESSION:
-        raise ValueError(f"compression must be one of {sorted(_TIFF_COMPRESSION)}, got {compression!r}")
+    _check_compression(compression)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be 1..100, got {quality}")
     samples = _to_samples(image, bits, drop_alpha=fmt == "jpeg")
     software = software or f"nnip {__version__}"
-    meta = _output_meta(image, software)
+    meta = _output_meta(image.meta, image.width, image.height, software)
     try:
         if fmt == "jpeg":
             _write_jpeg(Path(path), samples, meta, quality)
@@ -941,6 +991,185 @@ def write_image(
             _write_tiff(Path(path), samples, meta, compression, software)
     except OSError as exc:
         raise OutputError(f"cannot write the file ({exc.strerror or exc})") from None
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """How an output is written: its format, bits per sample, and whether it is streamed
+    band by band (:func:`write_tiled_tiff`) rather than whole (:func:`write_image`)."""
+
+    format: str
+    bits: int
+    streamed: bool
+
+
+def plan_output(
+    path: str | os.PathLike[str],
+    meta: ImageMeta,
+    *,
+    shape: tuple[int, int, int],
+    alpha: bool,
+    format: str | None = None,
+    bits: int | None = None,
+    tiled: bool = False,
+) -> OutputPlan:
+    """Decide, before any pixel is made, how an output of ``shape`` is written to ``path``.
+
+    Parameters
+    ----------
+    meta : the metadata the output will carry (its format and bit depth are the defaults).
+    shape : (height, width, colour channels) of the output; ``alpha`` whether it has alpha.
+    format, bits : as for :func:`write_image`.
+    tiled : ask for a streamed tiled BigTIFF whatever the size.
+
+    Returns
+    -------
+    OutputPlan
+        Streamed when ``tiled`` or when the samples pass :data:`LARGE_OUTPUT_BYTES`.
+
+    Raises
+    ------
+    OutputError
+        JPEG or PNG above :data:`LARGE_OUTPUT_BYTES` (their encoders need the whole image:
+        the line suggests TIFF), ``tiled`` with another format than TIFF, or bits the
+        format cannot store.
+    """
+    fmt = _output_format(Path(path), format, meta.format)
+    bits = _output_bits(fmt, bits, meta.bit_depth)
+    height, width, channels = shape
+    depth = channels + (1 if alpha and fmt != "jpeg" else 0)
+    size = height * width * depth * _SAMPLE_DTYPES[bits].itemsize
+    large = size > LARGE_OUTPUT_BYTES
+    if fmt != "tiff" and tiled:
+        raise OutputError(f"a tiled output is a TIFF, not a {_FORMAT_TITLES[fmt]}")
+    if fmt != "tiff" and large:
+        raise OutputError(
+            f"a {width}x{height} output ({size / 2**20:.0f} MiB uncompressed) is too large "
+            f"for {_FORMAT_TITLES[fmt]}, which is encoded whole in memory; write TIFF "
+            "(--format tiff), which is streamed to disk"
+        )
+    return OutputPlan(fmt, bits, streamed=tiled or large)
+
+
+def write_tiled_tiff(
+    path: str | os.PathLike[str],
+    bands: Iterable[ImageBand],
+    *,
+    shape: tuple[int, int, int],
+    alpha: bool,
+    meta: ImageMeta,
+    bits: int | None = None,
+    compression: str = "deflate",
+    software: str | None = None,
+    tile: int = STREAM_TILE,
+) -> None:
+    """Write an image that arrives in horizontal bands as a tiled BigTIFF, streamed to disk.
+
+    The bands are cut into ``tile x tile`` tiles as they come: at most one tile row of
+    samples (plus the tiles tifffile is compressing) is held, never the whole image. The
+    samples, layout, compression and metadata are those :func:`write_image` writes to a
+    TIFF (same rounding, EXIF/ICC/XMP/resolution), so only the file structure differs.
+
+    Parameters
+    ----------
+    path : the file to write (the caller handles temporary names and renames).
+    bands : :class:`ImageBand` s covering rows 0 .. height, in order, each ``shape[1:]``
+        wide and with alpha exactly when ``alpha``.
+    shape : (height, width, colour channels) of the whole image.
+    meta : the image's metadata (bit depth the default of ``bits``).
+    bits, compression, software : as for :func:`write_image` (bits 8, 16 or 32).
+    tile : tile edge, a multiple of 16 (the TIFF rule).
+
+    Raises
+    ------
+    OutputError
+        The file cannot be written, or bits the format cannot store.
+    ValueError
+        The bands do not fit ``shape`` (missing, overlapping or misshaped rows).
+    """
+    import tifffile
+
+    bits = _output_bits("tiff", bits, meta.bit_depth)
+    _check_compression(compression)
+    if tile <= 0 or tile % 16:
+        raise ValueError(f"tile must be a positive multiple of 16, got {tile}")
+    height, width, channels = shape
+    depth = channels + (1 if alpha else 0)
+    dtype = _SAMPLE_DTYPES[bits]
+    software = software or f"nnip {__version__}"
+    out_meta = _output_meta(meta, width, height, software)
+    tiles = _band_tiles(bands, shape, alpha, bits, tile)
+    try:
+        with tifffile.TiffWriter(path, bigtiff=True) as tif:
+            tif.write(
+                tiles,
+                shape=(height, width, depth) if depth > 1 else (height, width),
+                dtype=dtype,
+                tile=(tile, tile),
+                # tifffile gathers this many bytes of tiles before compressing them: one
+                # tile row, so it holds about one of ours (its default is 512 MB).
+                buffersize=tile * width * depth * dtype.itemsize,
+                **_tiff_options(out_meta, depth, dtype, compression, software),
+            )
+        metadata.append_tiff_sub_ifds(path, out_meta.exif)
+    except OSError as exc:
+        raise OutputError(f"cannot write the file ({exc.strerror or exc})") from None
+
+
+def _band_tiles(
+    bands: Iterable[ImageBand], shape: tuple[int, int, int], alpha: bool, bits: int, tile: int
+) -> Iterator[np.ndarray]:
+    """The tiles of the image the ``bands`` make, row-major, as tifffile takes them.
+
+    Rows are converted into a tile-row buffer as they arrive; a full one is cut into
+    (tile, tile, depth) views (the last column and row of tiles are smaller: tifffile pads
+    them). Each tile row gets a fresh buffer, so tiles tifffile still holds stay intact.
+    """
+    height, width, channels = shape
+    dtype = _SAMPLE_DTYPES[bits]
+    depth = channels + (1 if alpha else 0)
+    row = 0  # the next image row to come
+    buffer, top = None, 0  # the tile row being filled, and its first image row
+    for band in bands:
+        _check_band(band, row, shape, alpha)
+        count = band.pixels.shape[0]
+        done = 0
+        while done < count:
+            if buffer is None:
+                buffer, top = np.empty((min(tile, height - row), width, depth), dtype), row
+            take = min(top + buffer.shape[0] - row, count - done)
+            rows = slice(done, done + take)
+            planes = [band.pixels[rows]]
+            if band.alpha is not None:
+                planes.append(band.alpha[rows, :, None])
+            _fill_samples(planes, buffer[row - top : row - top + take], bits)
+            done += take
+            row += take
+            if row == top + buffer.shape[0]:
+                yield from (buffer[:, x : x + tile] for x in range(0, width, tile))
+                buffer = None
+        band = planes = None  # free the band's arrays before the next band is made
+    if row != height:
+        raise ValueError(f"the bands hold {row} rows of the {height} declared")
+
+
+def _check_band(band: ImageBand, row: int, shape: tuple[int, int, int], alpha: bool) -> None:
+    height, width, channels = shape
+    rows = band.pixels.shape[0]
+    if band.row != row or row + rows > height:
+        raise ValueError(
+            f"band of rows {band.row}..{band.row + rows} where row {row} of {height} is next"
+        )
+    if band.pixels.shape[1:] != (width, channels):
+        raise ValueError(f"band of {band.pixels.shape} in an image of {shape}")
+    if (band.alpha is not None) != alpha or (alpha and band.alpha.shape != (rows, width)):
+        raise ValueError(f"band alpha {None if band.alpha is None else band.alpha.shape} "
+                         f"where {'one' if alpha else 'none'} is declared")
+
+
+def _check_compression(compression: str) -> None:
+    if compression not in _TIFF_COMPRESSION:
+        raise ValueError(f"compression must be one of {sorted(_TIFF_COMPRESSION)}, got {compression!r}")
 
 
 def _output_format(path: Path, format: str | None, source_format: str) -> str:
@@ -979,12 +1208,25 @@ def _to_samples(image: Image, bits: int, *, drop_alpha: bool) -> np.ndarray:
         return np.ascontiguousarray(values, dtype=np.float32)
     height, width = image.pixels.shape[:2]
     depth = sum(plane.shape[2] for plane in planes)
-    samples = np.empty((height, width, depth), dtype=np.uint8 if bits == 8 else np.uint16)
+    samples = np.empty((height, width, depth), dtype=_SAMPLE_DTYPES[bits])
+    _fill_samples(planes, samples, bits)
+    return samples
+
+
+def _fill_samples(planes: list[np.ndarray], out: np.ndarray, bits: int) -> None:
+    """``out`` = the (H, W, K_i) ``planes`` side by side, as ``bits``-bit file samples.
+
+    The one conversion of both writers (whole images and bands): integers rounded and
+    clipped by :func:`_quantise`, float (32) copied as is.
+    """
     start = 0
     for plane in planes:
-        _quantise(plane, samples[:, :, start : start + plane.shape[2]], 255.0 if bits == 8 else 65535.0)
+        target = out[:, :, start : start + plane.shape[2]]
+        if bits == 32:
+            target[...] = plane
+        else:
+            _quantise(plane, target, 255.0 if bits == 8 else 65535.0)
         start += plane.shape[2]
-    return samples
 
 
 def _quantise(values: np.ndarray, out: np.ndarray, top: float) -> None:
@@ -1003,9 +1245,8 @@ def _quantise(values: np.ndarray, out: np.ndarray, top: float) -> None:
         out[y : y + rows] = chunk
 
 
-def _output_meta(image: Image, software: str) -> ImageMeta:
-    meta = image.meta
-    size = {"width": image.width, "height": image.height}
+def _output_meta(meta: ImageMeta, width: int, height: int, software: str) -> ImageMeta:
+    size = {"width": width, "height": height}
     return replace(
         meta,
         exif=metadata.update_exif(meta.exif, software=software, **size),
@@ -1087,32 +1328,44 @@ def _write_tiff(
 ) -> None:
     import tifffile
 
+    tifffile.imwrite(
+        path,
+        samples if samples.shape[2] > 1 else samples[:, :, 0],
+        bigtiff=samples.nbytes > 2**32 - 2**26,  # tifffile's classic-TIFF limit, with room
+        **_tiff_options(meta, samples.shape[2], samples.dtype, compression, software),
+    )
+    metadata.append_tiff_sub_ifds(path, meta.exif)
+
+
+def _tiff_options(
+    meta: ImageMeta, depth: int, dtype: np.dtype, compression: str, software: str
+) -> dict[str, Any]:
+    """``tifffile`` write arguments of both TIFF writers: layout, codec and metadata.
+
+    ``depth`` samples per pixel (colour, then alpha); ``meta`` as :func:`_output_meta`
+    gives it. The EXIF sub-IFDs follow after writing (:func:`metadata.append_tiff_sub_ifds`).
+    """
     extratags, exif_datetime = metadata.tiff_ifd0_tags(meta.exif)
-    bigtiff = samples.nbytes > 2**32 - 2**26  # tifffile's classic-TIFF limit, with room
     extratags.append((metadata.TAG_ORIENTATION, "H", 1, 1, True))
     if meta.xmp:
         extratags.append((700, "B", len(meta.xmp), meta.xmp, True))
     codec = _TIFF_COMPRESSION[compression]
-    has_alpha = samples.shape[2] in (2, 4)
-    colour = samples.shape[2] - (1 if has_alpha else 0)
-    tifffile.imwrite(
-        path,
-        samples if samples.shape[2] > 1 else samples[:, :, 0],
-        bigtiff=bigtiff,
-        photometric="rgb" if colour == 3 else "minisblack",
-        planarconfig="contig",
-        extrasamples=(2,) if has_alpha else None,  # 2: unassociated alpha
-        compression=codec,
-        compressionargs=_tiff_compression_args(codec, samples.dtype),
-        predictor=codec is not None,
-        # Strips are deflated on every core (tifffile's default is half of them).
-        maxworkers=os.cpu_count() or 1,
-        iccprofile=meta.icc,
-        resolution=meta.dpi,
-        resolutionunit="INCH" if meta.dpi else None,
-        software=software,
-        datetime=exif_datetime,
-        metadata=None,  # no tifffile JSON in ImageDescription
-        extratags=extratags,
-    )
-    metadata.append_tiff_sub_ifds(path, meta.exif)
+    has_alpha = depth in (2, 4)
+    colour = depth - (1 if has_alpha else 0)
+    return {
+        "photometric": "rgb" if colour == 3 else "minisblack",
+        "planarconfig": "contig",
+        "extrasamples": (2,) if has_alpha else None,  # 2: unassociated alpha
+        "compression": codec,
+        "compressionargs": _tiff_compression_args(codec, dtype),
+        "predictor": codec is not None,
+        # Strips (tiles) are deflated on every core (tifffile's default is half of them).
+        "maxworkers": os.cpu_count() or 1,
+        "iccprofile": meta.icc,
+        "resolution": meta.dpi,
+        "resolutionunit": "INCH" if meta.dpi else None,
+        "software": software,
+        "datetime": exif_datetime,
+        "metadata": None,  # no tifffile JSON in ImageDescription
+        "extratags": extratags,
+    }

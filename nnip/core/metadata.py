@@ -414,18 +414,17 @@ def _sub_ifd_for_tiff(parsed: PILImage.Exif, tag: int) -> dict[int, Any]:
 
 
 def append_tiff_sub_ifds(path: str | Path, exif: bytes | None) -> None:
-    """Append the Exif and GPS sub-IFDs of ``exif`` to a classic TIFF and point IFD0 at them.
+    """Append the Exif and GPS sub-IFDs of ``exif`` to a TIFF and point IFD0 at them.
 
-    ``path`` is a TIFF just written with the extratags of :func:`tiff_ifd0_tags` for the
-    same ``exif``. Each stand-in entry (tag code one below the real pointer's, so the
-    entries stay sorted) is rewritten in place as the real pointer to the appended IFD.
-    Nothing happens when the file holds no stand-ins (or is a BigTIFF).
+    ``path`` is a TIFF (classic or BigTIFF) just written with the extratags of
+    :func:`tiff_ifd0_tags` for the same ``exif``. Each stand-in entry (tag code one below
+    the real pointer's, so the entries stay sorted) is rewritten in place as the real
+    pointer to the appended IFD (in a BigTIFF an IFD8, whose offset may pass 4 GB).
+    Nothing happens when the file holds no stand-ins.
     """
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        if tif.is_bigtiff:
-            return
         tags = tif.pages.first.tags
         entries = {
             tag: int(tags[stand_in].offset)
@@ -433,13 +432,21 @@ def append_tiff_sub_ifds(path: str | Path, exif: bytes | None) -> None:
             if stand_in in tags and int(tags[stand_in].value) == 0
         }
         order = "<" if tif.byteorder == "<" else ">"
+        bigtiff = bool(tif.is_bigtiff)
     if not entries:
         return
     parsed = load_exif(exif)
-    header = (b"II\x2a\x00\x08\x00\x00\x00" if order == "<" else b"MM\x00\x2a\x00\x00\x00\x08")
+    # The header tells Pillow the file's layout (BigTIFF: 8-byte counts and offsets), the
+    # prefix its byte order (Pillow reads the kind from the little-endian form only).
+    header = b"II\x2b\x00\x08\x00\x00\x00" + bytes(8) if bigtiff else b"II\x2a\x00\x08\x00\x00\x00"
+    prefix = b"II" if order == "<" else b"MM"
+    if bigtiff and not _writes_bigtiff_ifds(header):
+        return  # an old Pillow would write classic IFDs: keep the file valid, without them
+    # IFD entry: code (2), type (2), count (4 | 8), value (4 | 8); LONG (4) or IFD8 (18).
+    entry_format, pointer_type = (order + "HHQQ", 18) if bigtiff else (order + "HHII", 4)
     with open(path, "r+b") as handle:
         for tag, entry in entries.items():
-            ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh=header, group=tag)
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh=header, prefix=prefix, group=tag)
             for sub_tag, value in _sub_ifd_for_tiff(parsed, tag).items():
                 ifd[sub_tag] = value
             handle.seek(0, io.SEEK_END)
@@ -448,5 +455,13 @@ def append_tiff_sub_ifds(path: str | Path, exif: bytes | None) -> None:
                 handle.write(b"\x00")
                 position += 1
             handle.write(ifd.tobytes(position))
-            handle.seek(entry)  # entry: code (2), type (2), count (4), value (4)
-            handle.write(struct.pack(order + "HHII", tag, 4, 1, position))
+            handle.seek(entry)
+            handle.write(struct.pack(entry_format, tag, pointer_type, 1, position))
+
+
+def _writes_bigtiff_ifds(header: bytes) -> bool:
+    """Whether this Pillow writes BigTIFF IFDs (8-byte entries); older ones write classic IFDs."""
+    try:
+        return bool(getattr(TiffImagePlugin.ImageFileDirectory_v2(ifh=header), "_bigtiff", False))
+    except SyntaxError:  # a Pillow that does not know BigTIFF headers at all
+        return False
