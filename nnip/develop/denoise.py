@@ -328,10 +328,13 @@ class Denoise:
         raw = frame.raw
         if not raw.is_bayer or frame.pixels.ndim != 2:
             return frame.with_notice("denoise: only Bayer mosaics are denoised; skipped")
+        spec = self._spec()
+        if spec is None:
+            return frame.with_notice("denoise: no model for task 'denoise' installed; skipped "
+                                     "(auto)")
         params, notices = noise_params(raw, frame.pixels)
         for notice in notices:
             frame = frame.with_notice(notice)
-        spec = self._spec()
         pixels = denoise_mosaic(frame.pixels, raw.pattern, params, self.engine, spec,
                                 self.strength or 0.0, self.tile)
         changes: dict[str, Any] = {"pixels": pixels}
@@ -339,17 +342,29 @@ class Denoise:
             changes["noise"] = params
         return frame.replace(**changes)
 
-    def _spec(self) -> "ModelSpec":
-        registry = self.registry
-        if registry is None:
-            from nnip.core.models import Registry
+    @property
+    def _optional(self) -> bool:
+        """``auto`` without a named model: a missing model skips the stage (the default)."""
+        return isinstance(self.requested, str) and self.requested.strip().lower() == "auto" \
+            and self.model is None
 
-            try:
+    def _spec(self) -> "ModelSpec | None":
+        """The denoise model; None when none is installed and the mode is plain ``auto``."""
+        registry = self.registry
+        try:
+            if registry is None:
+                from nnip.core.models import Registry
+
                 registry = Registry()
-            except ModelError as exc:  # no models directory or manifest at all
-                raise ModelNotFoundError(f"no model for task 'denoise' installed ({exc})") \
-                    from None
-        spec = registry.find("denoise", self.model)
+            spec = registry.find("denoise", self.model)
+        except ModelNotFoundError:
+            if self._optional:
+                return None
+            raise
+        except ModelError as exc:  # no models directory or manifest at all
+            if self._optional:
+                return None
+            raise ModelNotFoundError(f"no model for task 'denoise' installed ({exc})") from None
         if self.engine is None:
             raise ValueError("denoise nn needs an Engine")
         return spec

@@ -254,11 +254,18 @@ def test_stage_denoises_in_the_pipeline(noisy_frame, lee) -> None:
 
 
 def test_stage_without_a_model_says_so(noisy_frame, tmp_path) -> None:
+    # An explicit strength needs the model: one clear error. Plain auto (the default)
+    # skips the stage with a notice, so a models directory without one still develops.
     frame, _ = noisy_frame
     empty = install(tmp_path / "none", {}, task="denoise")
-    stage = Denoise("auto", Engine("cpu", registry=empty), empty)
+    work = _run(frame, build_pipeline(DevelopOptions(demosaic="bilinear"))[:1])
     with pytest.raises(ModelNotFoundError, match="denoise"):
-        stage.apply(_run(frame, build_pipeline(DevelopOptions(demosaic="bilinear"))[:1]))
+        Denoise("1", Engine("cpu", registry=empty), empty).apply(work)
+    with pytest.raises(ModelNotFoundError, match="denoise"):
+        Denoise("auto", Engine("cpu", registry=empty), empty, model="denoise-x").apply(work)
+    out = Denoise("auto", Engine("cpu", registry=empty), empty).apply(work)
+    assert out.pixels is work.pixels
+    assert any("no model for task 'denoise' installed; skipped" in n for n in out.notices)
 
 
 def test_stage_passes_non_bayer_frames(noisy_frame, lee) -> None:

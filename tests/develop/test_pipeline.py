@@ -249,7 +249,7 @@ def test_lens_deblur_without_a_model_is_one_clear_error(chart_frames, tmp_path) 
 def test_denoise_without_a_model_is_one_clear_error(chart_frames, tmp_path) -> None:
     (tmp_path / "manifest.json").write_text('{"models": []}')
     with pytest.raises(ModelNotFoundError, match="no model for task 'denoise' installed"):
-        develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear", denoise="auto"),
+        develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear", denoise="1.5"),
                 registry=Registry(tmp_path))
 
 
