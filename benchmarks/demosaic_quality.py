@@ -362,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--methods", default=None,
                         help="comma-separated baselines (default: all; 'none' for none)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="only the first N images of each set (a quick check, e.g. of an "
+                        "int8 variant: --models demosaic-int8 --models-dir DIR)")
     args = parser.parse_args(argv)
     if args.threads is None:
         args.threads = 2
@@ -372,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: benchmark folders {', '.join(set_names)} not found under "
               f"{bench or '../shared/data/bench'}", file=sys.stderr)
         return 2
-    sets = {s: load_set(bench / s) for s in set_names}
+    sets = {s: load_set(bench / s)[: args.limit] for s in set_names}
     names = _method_names(args.methods)
 
     engine, specs = load_models(args, task="demosaic")
@@ -389,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              for name, scores in baselines.items()]
     body = [
         f"GRBG mosaic of the 8-bit sRGB values, PSNR over RGB, {BORDER}-pixel border excluded, "
-        f"mean over images; times on this CPU with {args.threads} threads (onnxruntime for "
+        f"mean over {f'the first {args.limit} images' if args.limit else 'images'}; times on this "
+        f"CPU with {args.threads} threads (onnxruntime for "
         f"ours, torch for demosaicnet).",
         "",
         markdown_table(headers, rows),

@@ -197,14 +197,20 @@ def _develop_options(ctx: click.Context, params: dict[str, Any]) -> DevelopOptio
 def _make_processor(
     params: dict[str, Any], develop_options: DevelopOptions
 ) -> Callable[[Path, Path], dict[str, Any]]:
-    """Resolve models directory and device once; return the per-file function."""
-    from nnip.core.batch import atomic_write
+    """Resolve models directory and device once; return the per-file function.
+
+    It is a :class:`~nnip.core.batch.FileStages` (read the RAW, develop, write), so that
+    a serial batch reads the next RAW and writes the last image while it develops.
+    """
+    from nnip.core.batch import FileStages, atomic_write
     from nnip.core.engine import Engine
     from nnip.core.errors import ModelNotFoundError
     from nnip.core.models import Registry
-    from nnip.develop import build_pipeline, process_file
+    from nnip.develop import build_pipeline
     from nnip.develop.denoise import parse_denoise
     from nnip.develop.pipeline import describe_pipeline
+    from nnip.develop.process import Developed, develop_raw
+    from nnip.raw.frame import RawFrame, read_raw
 
     registry = Registry(params["models_dir"])
     engine = Engine(device=params["device"], threads=params["threads"], registry=registry)
@@ -226,19 +232,17 @@ def _make_processor(
         for line in describe_pipeline(build_pipeline(develop_options, engine, registry)):
             click.echo(f"{PROG}:   {line}", err=True)
 
-    def process(src: Path, dst: Path) -> dict[str, Any]:
-        record: dict[str, Any] = {}
-        atomic_write(
-            dst,
-            lambda tmp: record.update(
-                process_file(src, tmp, develop_options, engine, registry=registry)
-            ),
-        )
+    def process(raw: RawFrame, dst: Path) -> Developed:
+        return develop_raw(raw, develop_options, engine, registry)
+
+    def save(developed: Developed, dst: Path) -> dict[str, Any]:
+        atomic_write(dst, developed.write)
+        record = developed.record
         details = [f"noise: {record['noise']['text']}"] if "noise" in record else []
         # the device may have stepped down (auto) once a session opened
         return {**record, "device": engine.device, "models": models, "details": details}
 
-    return process
+    return FileStages(load=read_raw, process=process, save=save)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

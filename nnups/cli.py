@@ -116,10 +116,14 @@ def upscale(ctx: click.Context, inputs: Sequence[str], **params: Any) -> None:
 
 
 def _make_processor(params: dict[str, Any], fmt: str):
-    """Resolve the model and the device once; return the per-file function."""
-    from nnip.core.batch import atomic_write
+    """Resolve the model and the device once; return the per-file function.
+
+    It is a :class:`~nnip.core.batch.FileStages`, so that a serial batch decodes the next
+    input while this one is upscaled and written.
+    """
+    from nnip.core.batch import FileStages, atomic_write
     from nnip.core.engine import Engine
-    from nnip.core.imageio import read_image
+    from nnip.core.imageio import Image, read_image
     from nnip.core.models import Registry
     from nnups.upscale import write_upscaled
 
@@ -138,9 +142,9 @@ def _make_processor(params: dict[str, Any], fmt: str):
         )
     write_format = None if fmt == "same" else fmt
 
-    def process(src: Path, dst: Path) -> dict[str, Any]:
-        image = read_image(src)
-        # Upscaled inside the write: a large TIFF is streamed band by band as it is made.
+    def process(image: Image, dst: Path) -> dict[str, Any]:
+        # Upscaled inside the write: a large TIFF is streamed band by band as it is made
+        # (so the writing is this step's, not a background save's).
         atomic_write(
             dst,
             lambda tmp: write_upscaled(
@@ -151,7 +155,7 @@ def _make_processor(params: dict[str, Any], fmt: str):
         )
         return {"device": engine.device, "models": [spec.name], "notices": list(image.meta.notices)}
 
-    return process
+    return FileStages(load=read_image, process=process, save=lambda record, dst: record)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,6 +10,8 @@ What happens to every file of a run, whatever the command:
   the whole plan before anything runs (an empty suffix in the input's own directory, an
   output that is another input, two inputs writing the same output).
 * :func:`atomic_write` makes sure no partial file is ever left at the output path.
+* :class:`FileStages` splits the per-file work into load, process and save, so that a
+  serial batch decodes the next file and writes the previous one while the network runs.
 * :func:`run_batch` processes the items (optionally on a thread pool), prints one
   ``path: message`` line per failed file on stderr, optional JSON records on stdout and a
   progress bar on a terminal, and returns a :class:`BatchResult` with the exit code.
@@ -53,6 +55,7 @@ __all__ = [
     "BatchResult",
     "OutputNameError",
     "ProcessFn",
+    "FileStages",
     "collect_inputs",
     "output_path",
     "plan_outputs",
@@ -74,6 +77,30 @@ _GLOB_CHARS = frozenset("*?[")
 #: quiet). It must write ``output_path`` (through :func:`atomic_write`) and raise
 #: :class:`NnipError` for problems the user can fix.
 ProcessFn = Callable[[Path, Path], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class FileStages:
+    """A :data:`ProcessFn` in three steps, so that a serial batch overlaps them across files.
+
+    ``load(input_path)`` decodes the input; ``process(loaded, output_path)`` does the work
+    (the networks); ``save(processed, output_path)`` writes the output (through
+    :func:`atomic_write`) and returns the record's extra fields, as a ProcessFn does. Each
+    raises :class:`NnipError` for problems the user can fix. Called whole,
+    ``stages(input_path, output_path)``, it is a plain ProcessFn (``--jobs N`` runs it so).
+
+    With ``jobs == 1``, :func:`run_batch` loads file k+1 in a background thread while file
+    k is processed, and saves file k in another while k+1 is processed: one file ahead and
+    one behind, never more, so at most two loaded inputs and one result waiting to be
+    written exist at a time. Records, messages and their order are those of a plain run.
+    """
+
+    load: Callable[[Path], Any]
+    process: Callable[[Any, Path], Any]
+    save: Callable[[Any, Path], Mapping[str, Any] | None]
+
+    def __call__(self, input_path: Path, output_path: Path) -> Mapping[str, Any] | None:
+        return self.save(self.process(self.load(input_path), output_path), output_path)
 
 
 class OutputNameError(NnipError, ValueError):
@@ -516,10 +543,78 @@ def _run_serial(
     slots: _Slots,
     run_log: RunLog | None,
 ) -> None:
+    if isinstance(process_fn, FileStages) and len(tasks) > 1:
+        _run_staged(tasks, process_fn, options, reporter, slots, run_log)
+        return
     for index, item, out in tasks:
         record = _process_one(item, out, process_fn, options, reporter, run_log)
         slots[index] = record
         reporter.record(record)
+
+
+def _run_staged(
+    tasks: Sequence[_Task],
+    stages: FileStages,
+    options: BatchOptions,
+    reporter: "_Reporter",
+    slots: _Slots,
+    run_log: RunLog | None,
+) -> None:
+    """The serial batch with the next file's load and the last file's save in the background.
+
+    Only the main thread reports, file by file in input order; the two helper threads
+    just run a step and keep its outcome in the file's :class:`_FileRun`.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="nnip-load") as loader, \
+            ThreadPoolExecutor(1, thread_name_prefix="nnip-save") as saver:
+
+        def begin(task: _Task) -> tuple[int, _FileRun, Future[Any] | None]:
+            index, item, out = task
+            run = _FileRun(item, out, options, run_log)
+            loading = loader.submit(run.attempt, stages.load, item.path) if run.begin() else None
+            return index, run, loading
+
+        def settle(pending: tuple[int, _FileRun, Future[Any]]) -> None:
+            index, run, saving = pending
+            extra = saving.result()
+            if slots[index] is None:  # once, also when Ctrl-C came while it was reported
+                slots[index] = run.finish(extra, reporter)
+                reporter.record(slots[index])
+
+        queue = iter(tasks)
+        ahead: tuple[int, _FileRun, Future[Any] | None] | None = begin(next(queue))
+        behind: tuple[int, _FileRun, Future[Any]] | None = None  # the save in flight
+        try:
+            while ahead is not None:
+                index, run, loading = ahead
+                loaded = loading.result() if loading is not None else None
+                loading = ahead = None  # the future holds the input too: drop it
+                following = next(queue, None)
+                ahead = begin(following) if following is not None else None
+                if behind is not None and behind[2].done():  # report as soon as possible
+                    settle(behind)
+                    behind = None
+                processed = run.attempt(stages.process, loaded, run.out) if run.ok else None
+                del loaded
+                if behind is not None:
+                    settle(behind)
+                    behind = None
+                if run.ok:
+                    saving = saver.submit(run.attempt, stages.save, processed, run.out)
+                    behind = (index, run, saving)
+                else:
+                    slots[index] = run.finish(None, reporter)
+                    reporter.record(slots[index])
+                del processed
+            if behind is not None:
+                settle(behind)
+        except KeyboardInterrupt:
+            # The save in flight finishes (its write is atomic) and is reported; a file
+            # loaded ahead is dropped.
+            if behind is not None:
+                reporter.message("interrupted: finishing 1 file(s) already started")
+                settle(behind)
+            raise
 
 
 def _run_pool(
@@ -575,49 +670,98 @@ def _process_one(
     reporter: "_Reporter",
     run_log: RunLog | None = None,
 ) -> dict[str, Any]:
-    start = time.perf_counter()
-    record: dict[str, Any] = {
-        "input": str(item.path),
-        "output": str(out) if out is not None else None,
-        "status": "ok",
-        "error": None,
-        "seconds": 0.0,
-        "device": None,
-        "models": [],
-    }
-    try:
+    run = _FileRun(item, out, options, run_log)
+    extra = run.attempt(process_fn, item.path, out) if run.begin() else None
+    return run.finish(extra, reporter)
+
+
+class _FileRun:
+    """One file of a batch: its record, its checks, and the outcome of each step.
+
+    :meth:`attempt` may run in another thread: it only keeps the first failure and adds
+    the step's time; :meth:`finish` (on the reporting thread) prints what the file has to
+    say and completes the record. ``seconds`` is the time spent on this file's steps.
+    """
+
+    def __init__(
+        self, item: InputItem, out: Path | None, options: BatchOptions, run_log: RunLog | None
+    ) -> None:
+        self.item, self.out, self.options, self.run_log = item, out, options, run_log
+        self.record: dict[str, Any] = {
+            "input": str(item.path),
+            "output": str(out) if out is not None else None,
+            "status": "ok",
+            "error": None,
+            "seconds": 0.0,
+            "device": None,
+            "models": [],
+        }
+        self.state: FileState | None = None
+        self.failure: tuple[str, str | None] | None = None  # (message, traceback if --debug)
+        self.seconds = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Neither failed nor skipped: the next step should run."""
+        return self.failure is None and self.record["status"] == "ok"
+
+    def begin(self) -> bool:
+        """The checks before any work (the item's own error, an existing output); ``ok``."""
+        self.attempt(self._check)
+        return self.ok
+
+    def _check(self) -> None:
+        item, out, options = self.item, self.out, self.options
         if item.error is not None:
             raise item.error
         assert out is not None
         if os.path.lexists(out) and not options.overwrite:
             if not options.skip_existing:
                 raise OutputExistsError(f"output {out} exists (use --overwrite or --skip-existing)")
-            skip, reason = _skip_existing(item.path, out, options, run_log)
+            skip, reason = _skip_existing(item.path, out, options, self.run_log)
             if skip:
-                record["status"] = "skipped"
-                record["reason"] = reason
-                return record
-            record["redone"] = reason
+                self.record["status"] = "skipped"
+                self.record["reason"] = reason
+                return
+            self.record["redone"] = reason
         # stat'ed before processing: an input changed meanwhile is redone on the next run
-        state = file_state(item.path) if run_log is not None else None
-        extra = process_fn(item.path, out)
-        if extra:
-            record.update(extra)
-        for notice in record.get("notices") or ():
-            reporter.notice(item.path, str(notice))
-        if run_log is not None:
-            _log_finished(run_log, item.path, state, out, options, reporter)
-    except NnipError as exc:
-        _fail(record, str(exc))
-        # a user's problem: one line; --debug shows where it was raised
-        reporter.error(item.path, str(exc), traceback.format_exc() if options.debug else None)
-    except Exception as exc:  # a bug: say so, and keep going with the other files
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        _fail(record, message)
-        reporter.error(item.path, message, traceback.format_exc() if options.debug else None)
-    finally:
-        record["seconds"] = round(time.perf_counter() - start, 4)
-    return record
+        self.state = file_state(item.path) if self.run_log is not None else None
+
+    def attempt(self, step: Callable[..., Any], *args: Any) -> Any:
+        """``step(*args)``, timed; a failure is kept (not raised) and gives None."""
+        start = time.perf_counter()
+        try:
+            return step(*args)
+        except NnipError as exc:  # a user's problem: one line; --debug shows where it was raised
+            self.failure = (str(exc), traceback.format_exc() if self.options.debug else None)
+        except Exception as exc:  # a bug: say so, and keep going with the other files
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            self.failure = (message, traceback.format_exc() if self.options.debug else None)
+        finally:
+            self.seconds += time.perf_counter() - start
+        return None
+
+    def finish(self, extra: Mapping[str, Any] | None, reporter: "_Reporter") -> dict[str, Any]:
+        """Complete the record with the last step's ``extra`` fields; print notices or the error."""
+        record = self.record
+        if self.ok:
+            if extra:
+                record.update(extra)
+            for notice in record.get("notices") or ():
+                reporter.notice(self.item.path, str(notice))
+            if self.run_log is not None:
+                start = time.perf_counter()
+                assert self.out is not None
+                _log_finished(
+                    self.run_log, self.item.path, self.state, self.out, self.options, reporter
+                )
+                self.seconds += time.perf_counter() - start
+        if self.failure is not None:
+            message, trace = self.failure
+            _fail(record, message)
+            reporter.error(self.item.path, message, trace)
+        record["seconds"] = round(self.seconds, 4)
+        return record
 
 
 def _skip_existing(

@@ -19,6 +19,12 @@ Manifest layout (``onnx_models/manifest.json``)::
         "metrics": {"val_psnr_db": 36.1},
         "description": "..."}]}
 
+A *variant* is another file of the same network, e.g. its int8 quantisation: an entry with
+``"variant_of": "upscale-fast", "precision": "int8"`` (named ``upscale-fast-int8`` by
+convention). It is chosen by its own name or by :meth:`Registry.find` with ``precision``;
+a task's default model is never a variant. Entries without these keys are ``fp32``
+originals.
+
 The models directory is, in order: an explicit ``models_dir`` argument (``--models-dir``),
 the ``NNIP_MODELS_DIR`` environment variable, else the installed ``onnx_models`` package.
 """
@@ -37,6 +43,7 @@ from nnip.core.errors import ModelError, ModelIntegrityError, ModelNotFoundError
 
 __all__ = [
     "TASKS",
+    "PRECISIONS",
     "TensorSpec",
     "ModelSpec",
     "Registry",
@@ -48,6 +55,9 @@ __all__ = [
 
 #: Tasks a model may serve; a joint raw model names its tasks with "+", e.g. "denoise+demosaic".
 TASKS = ("upscale", "demosaic", "denoise", "lens")
+
+#: Numeric precisions a model file may have; ``fp32`` is the exported network itself.
+PRECISIONS = ("fp32", "int8")
 
 MODELS_DIR_ENV = "NNIP_MODELS_DIR"
 MANIFEST_NAME = "manifest.json"
@@ -118,6 +128,8 @@ class ModelSpec:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    variant_of: str = ""  # the original this file is a variant of ("" for an original)
+    precision: str = "fp32"
     path: Path | None = None  # resolved file location; not part of the manifest entry
 
     @property
@@ -143,6 +155,8 @@ class ModelSpec:
                 provenance=dict(data.get("provenance", {})),
                 metrics=dict(data.get("metrics", {})),
                 description=str(data.get("description", "")),
+                variant_of=str(data.get("variant_of", "")),
+                precision=str(data.get("precision", "fp32")),
                 path=(models_dir / str(data["file"])) if models_dir is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -152,6 +166,11 @@ class ModelSpec:
         return spec
 
     def to_dict(self) -> dict[str, Any]:
+        # Variant keys only where they say something: originals' entries stay as exported.
+        variant = (
+            {"variant_of": self.variant_of, "precision": self.precision}
+            if self.variant_of or self.precision != "fp32" else {}
+        )
         return {
             "name": self.name,
             "task": self.task,
@@ -168,6 +187,7 @@ class ModelSpec:
             "provenance": dict(self.provenance),
             "metrics": dict(self.metrics),
             "description": self.description,
+            **variant,
         }
 
     def validate(self) -> None:
@@ -186,6 +206,9 @@ class ModelSpec:
             problems.append("needs at least one input and one output")
         if len(self.sha256) != 64:
             problems.append("sha256 is not 64 hex digits")
+        if self.precision not in PRECISIONS:
+            known = ", ".join(PRECISIONS)
+            problems.append(f"unknown precision {self.precision!r} (known: {known})")
         if problems:
             raise ModelError(f"model {self.name!r}: " + "; ".join(problems))
 
@@ -264,23 +287,43 @@ class Registry:
         """Models serving ``task`` alone (a joint model is found by its full task name)."""
         return [s for s in self._specs.values() if s.task == task]
 
-    def find(self, task: str, name: str | None = None) -> ModelSpec:
+    def find(self, task: str, name: str | None = None, precision: str | None = None) -> ModelSpec:
         """The model named ``name`` (which must serve ``task``), or the first one for ``task``.
 
-        ``name`` may also be a short alias: ``fast`` finds ``upscale-fast`` for task upscale.
+        ``name`` may also be a short alias: ``fast`` finds ``upscale-fast`` for task upscale,
+        ``fast-int8`` its int8 variant. The default (``name`` None) is the first original
+        (not a variant) for ``task``. ``precision`` (``fp32``, ``int8``) then picks that
+        precision of the model found: itself, or its variant of that precision.
         """
         if name is None:
             candidates = self.for_task(task)
+            originals = [s for s in candidates if not s.variant_of]
             if not candidates:
                 raise ModelNotFoundError(
                     f"no model for task {task!r} installed in {self.models_dir}"
                 )
-            return candidates[0]
-        full = name if name in self._specs else f"{task}-{name}"
-        spec = self.get(full if full in self._specs else name)
+            spec = (originals or candidates)[0]
+        else:
+            full = name if name in self._specs else f"{task}-{name}"
+            spec = self.get(full if full in self._specs else name)
         if task not in spec.tasks:
             raise ModelNotFoundError(f"model {spec.name!r} serves {spec.task!r}, not {task!r}")
-        return spec
+        return spec if precision is None else self.with_precision(spec, precision)
+
+    def with_precision(self, spec: ModelSpec, precision: str) -> ModelSpec:
+        """``spec`` in ``precision``: itself, its original, or a sibling variant."""
+        if spec.precision == precision:
+            return spec
+        original = spec.variant_of or spec.name
+        family = [s for s in self._specs.values() if s.name == original or s.variant_of == original]
+        for candidate in family:
+            if candidate.precision == precision:
+                return candidate
+        have = ", ".join(f"{s.name} ({s.precision})" for s in family)
+        raise ModelNotFoundError(
+            f"model {original!r} has no {precision} version in {self.models_dir} "
+            f"(installed: {have})"
+        )
 
     def load(self, spec: ModelSpec) -> Path:
         """Path of ``spec``'s ONNX file after checking it exists and matches its sha256."""

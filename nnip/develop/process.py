@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from PIL import Image as PILImage
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from nnip.core.engine import Engine
     from nnip.core.models import Registry
 
-__all__ = ["process_file", "camera_exif", "options_from_settings", "develop_camera_rgb",
-           "write_developed_dng"]
+__all__ = ["process_file", "Developed", "develop_raw", "camera_exif", "options_from_settings",
+           "develop_camera_rgb", "write_developed_dng"]
 
 #: The stages a linear DNG keeps: everything before white balance.
 LINEAR_DNG_STAGES = STAGE_ORDER[: STAGE_ORDER.index("white-balance")]
@@ -112,9 +112,33 @@ def process_file(
         model), UnsupportedFormatError, OutputError.
     """
     options = options_from_settings(options, **settings)
-    raw = read_raw(input_path)
+    developed = develop_raw(read_raw(input_path), options, engine, registry)
+    developed.write(output_path)
+    return developed.record
+
+
+@dataclasses.dataclass(frozen=True)
+class Developed:
+    """A developed RAW file, not written yet: ``write(path)`` writes it (as ``format``).
+
+    ``record`` is what :func:`process_file` returns. It holds the finished pixels and the
+    metadata, not the RAW frame, so the frame can be freed before the file is written
+    (``nnip develop`` writes one file while it develops the next).
+    """
+
+    write: Callable[[str | os.PathLike[str]], None]
+    record: dict[str, Any]
+
+
+def develop_raw(
+    raw: RawFrame,
+    options: DevelopOptions,
+    engine: "Engine | None" = None,
+    registry: "Registry | None" = None,
+) -> Developed:
+    """Everything :func:`process_file` does between reading ``raw`` and writing the file."""
     if options.format == "dng":
-        return write_developed_dng(raw, output_path, options, engine, registry)
+        return _developed_dng(raw, options, engine, registry)
     rgb, meta = develop(raw, options, engine, registry)
     upright = metadata.apply_orientation(rgb, raw.orientation)
     image = Image(
@@ -129,9 +153,11 @@ def process_file(
             orientation=1,
         ),
     )
-    write_image(output_path, image, format=options.format, bits=options.bits,
-                quality=options.quality)
-    return _record(raw, options, meta, upright)
+
+    def write(path: str | os.PathLike[str]) -> None:
+        write_image(path, image, format=options.format, bits=options.bits, quality=options.quality)
+
+    return Developed(write, _record(raw, options, meta, upright))
 
 
 def _record(raw: RawFrame, options: DevelopOptions, meta: dict[str, Any],
@@ -231,6 +257,18 @@ def write_developed_dng(
     kept unless the data was denoised (it would no longer describe it). Returns the same
     record as :func:`process_file`.
     """
+    developed = _developed_dng(raw, options, engine, registry)
+    developed.write(output_path)
+    return developed.record
+
+
+def _developed_dng(
+    raw: RawFrame,
+    options: DevelopOptions,
+    engine: "Engine | None" = None,
+    registry: "Registry | None" = None,
+) -> Developed:
+    """:func:`write_developed_dng` up to the writing (see :class:`Developed`)."""
     rgb, meta = develop_camera_rgb(raw, options, engine, registry)
     matrix, notice = camera_matrix(raw)
     notices = meta["notices"]
@@ -239,8 +277,7 @@ def write_developed_dng(
             notices.append(text)
     stored = _to_uint16(rgb)
     del rgb
-    write_linear_dng(
-        output_path, stored,
+    tags = dict(
         color_matrix1=matrix, calibration_illuminant1=21,  # cam_from_xyz is for D65
         as_shot_neutral=1.0 / meta["multipliers"],
         white_level=DNG_WHITE,
@@ -253,7 +290,11 @@ def write_developed_dng(
         original_raw_file_name=raw.path.name if raw.path is not None else None,
         software=f"nnip {__version__}",
     )
-    return _record(raw, options, meta, stored)
+
+    def write(path: str | os.PathLike[str]) -> None:
+        write_linear_dng(path, stored, **tags)
+
+    return Developed(write, _record(raw, options, meta, stored))
 
 
 def _to_uint16(rgb: np.ndarray) -> np.ndarray:
