@@ -4,7 +4,11 @@
 
 1. rebuild the task's network from the checkpoint and re-parameterise it (``model.plain()``:
    every ECB block folded into one 3x3 conv);
-2. export ONNX (opset 17, dynamic height and width) with the TorchScript exporter;
+2. export ONNX (opset 17, dynamic height and width) with the TorchScript exporter, and
+   rewrite every PRelu with a constant slope ``a`` as ``a * x + (1 - a) * relu(x)``
+   (:func:`split_prelu`): the same function, but onnxruntime's CPU PRelu kernel took 28-47 %
+   of a whole-image run of upscale-fast and demosaic and kept each Conv from fusing its
+   activation (measured with benchmarks/gflops.py's per-operator profile);
 3. check parity: onnxruntime against the torch network on random inputs of two odd sizes
    (max abs difference <= 1e-4, else :class:`ExportError`);
 4. measure the receptive-field margin from the ONNX graph's impulse response
@@ -44,6 +48,8 @@ __all__ = [
     "PARITY_TOL",
     "METADATA_KEY",
     "to_onnx",
+    "split_prelu",
+    "rewrite_installed",
     "check_parity",
     "onnx_gflop_per_mp",
     "onnx_margin",
@@ -89,6 +95,70 @@ def to_onnx(plain: torch.nn.Module, spec: ExportSpec) -> bytes:
             dynamo=False,  # the TorchScript exporter: no onnxscript needed, plain Conv graph
         )
     return buffer.getvalue()
+
+
+def split_prelu(model_bytes: bytes) -> bytes:
+    """Replace each PRelu whose slope is an initializer by ``a * x + (1 - a) * relu(x)``.
+
+    Exact for any ``x`` (x > 0: a x + (1 - a) x; x <= 0: a x) up to float rounding; the
+    graph's other nodes, names and metadata are kept. PRelus with a computed slope stay.
+    """
+    model = onnx.load_from_string(model_bytes)
+    graph = model.graph
+    slopes = {init.name: init for init in graph.initializer}
+    for node in graph.node:  # the exporter sometimes passes a shared weight via Identity
+        if node.op_type == "Identity" and node.input[0] in slopes:
+            slopes[node.output[0]] = slopes[node.input[0]]
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "PRelu" or node.input[1] not in slopes:
+            nodes.append(node)
+            continue
+        x, slope_name = node.input
+        slope = onnx.numpy_helper.to_array(slopes[slope_name]).astype(np.float32)
+        base = node.name or node.output[0]
+        keep = onnx.numpy_helper.from_array(1.0 - slope, f"{base}/one_minus_slope")
+        graph.initializer.append(keep)
+        relu, scaled, kept = (f"{base}/relu", f"{base}/scaled", f"{base}/kept")
+        nodes += [
+            onnx.helper.make_node("Relu", [x], [relu], name=f"{base}/Relu"),
+            onnx.helper.make_node("Mul", [x, slope_name], [scaled], name=f"{base}/MulSlope"),
+            onnx.helper.make_node("Mul", [relu, keep.name], [kept], name=f"{base}/MulRest"),
+            onnx.helper.make_node("Add", [scaled, kept], list(node.output), name=f"{base}/Add"),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def rewrite_installed(name: str, models_dir: Path | None = None, tol: float = PARITY_TOL) -> ModelSpec:
+    """Apply :func:`split_prelu` to the installed model ``name``; check it; update the manifest.
+
+    For models exported before the rewrite: the outputs of the old and new graph are
+    compared on random inputs of two odd sizes (max abs difference <= ``tol``), then the
+    file is replaced atomically and its manifest entry gets the new sha256.
+    """
+    models_dir = resolve_models_dir(models_dir)
+    registry = Registry(models_dir)
+    spec = registry.get(name)
+    path = registry.load(spec)
+    old = path.read_bytes()
+    new = split_prelu(old)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for height, width in ((37, 53), (64, 48)):
+        feed = {t.name: rng.random((1, t.channels, height, width), dtype=np.float32)
+                for t in spec.inputs}
+        before = _session(old).run(None, feed)[0]
+        after = _session(new).run(None, feed)[0]
+        worst = max(worst, float(np.abs(before - after).max()))
+    if worst > tol:
+        raise ExportError(f"{name}: rewritten graph differs by {worst:.2e} (> {tol:.0e})")
+    _write_atomic(path, new)
+    updated = ModelSpec.from_dict({**spec.to_dict(), "sha256": sha256_of(path)}, models_dir)
+    write_manifest_entry(models_dir, updated)
+    return updated
 
 
 def _session(model_bytes: bytes, threads: int = 1):
@@ -235,7 +305,7 @@ def export_model(
     """
     models_dir = resolve_models_dir(models_dir)
     plain = model.plain().cpu().float().eval()
-    raw = to_onnx(plain, export_spec)
+    raw = split_prelu(to_onnx(plain, export_spec))
     parity = check_parity(plain, raw, export_spec)
     entry = {
         "name": name,
@@ -314,14 +384,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m nnip.train.export",
         description="Export a training run to ONNX + a manifest entry.",
     )
-    parser.add_argument("run", type=Path, help="run directory (or a .pt checkpoint)")
+    parser.add_argument("run", type=Path, nargs="?", help="run directory (or a .pt checkpoint)")
     parser.add_argument("--name", required=True, help="model name, e.g. upscale-fast")
+    parser.add_argument("--rewrite-installed", action="store_true",
+                        help="no run: apply the PRelu rewrite to the installed model NAME")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
     parser.add_argument("--models-dir", type=Path, help="default: the installed onnx_models/")
     parser.add_argument("--version", default="1")
     parser.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE",
                         help="extra metric for the manifest (repeatable), e.g. set5_psnr_db=36.9")
     args = parser.parse_args(argv)
+    if args.rewrite_installed:
+        spec = rewrite_installed(args.name, args.models_dir)
+        print(f"{spec.name}: PRelu rewritten; sha256 {spec.sha256}")
+        return 0
+    if args.run is None:
+        parser.error("a run directory is needed (or --rewrite-installed)")
     checkpoint = args.run if args.run.is_file() else args.run / f"{args.checkpoint}.pt"
     if not checkpoint.is_file():
         print(f"error: no checkpoint {checkpoint}", file=sys.stderr)

@@ -20,6 +20,8 @@ from nnip.train.export import (  # noqa: E402
     export_model,
     onnx_gflop_per_mp,
     onnx_margin,
+    rewrite_installed,
+    split_prelu,
     to_onnx,
 )
 from nnip.train.tasks import ExportSpec  # noqa: E402
@@ -120,3 +122,44 @@ def test_export_model_writes_manifest_entry_and_metadata(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "upscale-test.onnx"), providers=["CPUExecutionProvider"])
     out = session.run(None, {"image": np.random.rand(1, 3, 19, 23).astype(np.float32)})[0]
     assert out.shape == (1, 3, 38, 46)
+
+
+def _ops(path_or_bytes) -> set[str]:
+    model = onnx.load_from_string(path_or_bytes) if isinstance(path_or_bytes, bytes) \
+        else onnx.load(str(path_or_bytes))
+    return {node.op_type for node in model.graph.node}
+
+
+def test_split_prelu_computes_the_same_function_without_prelu():
+    import onnxruntime as ort
+
+    net = _Stack().eval()
+    with torch.no_grad():
+        net.body[3].weight.copy_(torch.tensor([-0.5, 0.1, 0.25, 2.0]))  # any slope, any sign
+    raw = to_onnx(net, _spec(1))
+    split = split_prelu(raw)
+    assert "PRelu" in _ops(raw) and "PRelu" not in _ops(split)
+    x = np.random.default_rng(1).standard_normal((1, 3, 21, 17)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    got = ort.InferenceSession(split, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_rewrite_installed_replaces_the_file_and_its_sha(tmp_path):
+    spec = ExportSpec(task="upscale", inputs=(TensorSpec(name="image", **RGB),),
+                      outputs=(TensorSpec(name="output", **RGB),), scale=2)
+    net = SRNet(channels=8, blocks=1)
+    export_model(net, spec, "up", tmp_path)
+    assert "PRelu" not in _ops(tmp_path / "up.onnx")  # export already splits
+    # A file from before the rewrite: put the PRelu graph back, then rewrite it.
+    path = tmp_path / "up.onnx"
+    path.write_bytes(to_onnx(net.plain().eval(), spec))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    from nnip.core.models import sha256_of
+
+    manifest["models"][0]["sha256"] = sha256_of(path)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    rewritten = rewrite_installed("up", tmp_path)
+    assert "PRelu" not in _ops(path) and rewritten.sha256 == sha256_of(path)
+    Registry(tmp_path).load(Registry(tmp_path).get("up"))  # verifies the new sha256
