@@ -29,7 +29,13 @@ Methods:
   rendering clipped to [0, 1], with the true noise level: per channel, the standard
   deviation of (noisy AHD rendering - clean AHD rendering) over the image, i.e. the raw
   noise exactly as demosaicking, colour matrix and sRGB curve turn it into sRGB (an oracle:
-  CBM3D's best case for a single sigma per channel).
+  CBM3D's best case for a single sigma per channel). LibRaw's AHD gets the mosaic clipped
+  at 0 (as LibRaw clips at the black level), which biases shadows and leaves maze-like
+  noise that CBM3D cannot remove, so:
+- CBM3D on nn: the same oracle CBM3D on the ``none`` rendering (our neural demosaic of the
+  unclipped noisy mosaic), against the clean rendering of the same demosaic: CBM3D given
+  the better start. Not the issue's protocol (that is the row above), reported so the
+  denoiser's own gain can be read without the demosaicker's.
 - ours: the ``denoise`` model through ``nnip.develop.denoise.Denoise`` (the develop stage,
   noise (a, b) from the DNG NoiseProfile), then the same demosaic as ``none``; "not
   installed" when there is none.
@@ -248,7 +254,7 @@ def quality_part(args, renderer: Renderer, denoiser, folder: Path) -> tuple[str,
     images = _images(args)
     if not images:
         return "No benchmark images found (../shared/data/bench).", {}
-    methods = ["none", "LibRaw NR", "CBM3D", "ours"]
+    methods = ["none", "LibRaw NR", "CBM3D", "CBM3D on nn", "ours"]
     results: dict[tuple[int, str], Scores] = {}
     for iso in ISOS:
         for index, (set_name, path) in enumerate(images):
@@ -268,6 +274,10 @@ def quality_part(args, renderer: Renderer, denoiser, folder: Path) -> tuple[str,
                 sigma = (np.clip(ahd, 0, 1) - np.clip(ref_ahd, 0, 1)).reshape(-1, 3).std(axis=0)
                 out, seconds = cbm3d(ahd, sigma)
                 results.setdefault((iso, "CBM3D"), Scores()).add(out, ref_ahd, seconds)
+                if renderer.demosaic != "ahd":  # the same oracle on our own demosaic
+                    sigma = (np.clip(none, 0, 1) - np.clip(ref_own, 0, 1)).reshape(-1, 3).std(axis=0)
+                    out, seconds = cbm3d(none, sigma)
+                    results.setdefault((iso, "CBM3D on nn"), Scores()).add(out, ref_own, seconds)
             if denoiser is not None:
                 out, seconds = renderer.render(noisy, denoise=denoiser)
                 results.setdefault((iso, "ours"), Scores()).add(out, ref_own, seconds)
@@ -289,7 +299,8 @@ def quality_part(args, renderer: Renderer, denoiser, folder: Path) -> tuple[str,
     pixels = np.mean([load_clean(p, args.crop).shape[0] * load_clean(p, args.crop).shape[1]
                       for _, p in images]) / 1e6
     table = markdown_table(
-        ["ISO", "none", "LibRaw NR", "CBM3D", "ours", "CBM3D s/img", "ours s/img"], rows)
+        ["ISO", "none", "LibRaw NR", "CBM3D", "CBM3D on nn", "ours", "CBM3D s/img",
+         "ours s/img"], rows)
     sets = ", ".join(sorted({s for s, _ in images}))
     text = (f"{len(images)} images ({sets}; {pixels:.2f} MP each on average"
             f"{f', centre crops of {args.crop}' if args.crop else ''}); PSNR dB / SSIM against the "
@@ -311,8 +322,12 @@ def _verdict(results: dict, denoiser) -> str:
         gain = np.mean(ours.psnr) - np.mean(ref.psnr)
         speed = np.mean(ref.seconds) / max(np.mean(ours.seconds), 1e-9)
         ok = gain >= 1.0 and speed >= 5.0
-        lines.append(f"ISO {iso}: ours - CBM3D = {gain:+.2f} dB, {speed:.1f}x faster: "
-                     f"{'meets' if ok else 'MISSES'} the bar")
+        line = (f"ISO {iso}: ours - CBM3D = {gain:+.2f} dB, {speed:.1f}x faster: "
+                f"{'meets' if ok else 'MISSES'} the bar")
+        on_nn = results.get((iso, "CBM3D on nn"))
+        if on_nn is not None:
+            line += f" (ours - CBM3D on nn = {np.mean(ours.psnr) - np.mean(on_nn.psnr):+.2f} dB)"
+        lines.append(line)
     if not lines:
         lines.append("Bars (ours >= CBM3D + 1 dB at ISO 3200 and 12800, >= 5x faster): "
                      "no CBM3D figures to compare with.")
