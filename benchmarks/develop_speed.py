@@ -8,12 +8,21 @@ git) and reused while it exists. Each run is the real command, as a user types i
 
     nnip develop big.dng -o OUT --format tiff --bits 16 --demosaic METHOD --overwrite --quiet
 
-for METHOD = nn (when a ``demosaic`` model is installed), ahd and bilinear, started from a
-fresh wrapper process whose only child is the command, so the peak RSS
+with ``--denoise`` and ``--lens`` stated explicitly, for these variants (``--variants``):
+
+- ``all``: ``--demosaic nn --denoise auto --lens deblur`` (the three neural stages; the
+  default develop once the models are installed);
+- ``denoise+nn``: ``--demosaic nn --denoise auto --lens off``;
+- ``nn``: ``--demosaic nn --denoise off --lens off``;
+- ``ahd`` and ``bilinear``: LibRaw's, no neural stage;
+
+each started from a fresh wrapper process whose only child is the command, so the peak RSS
 (``getrusage(RUSAGE_CHILDREN).ru_maxrss``) is that run's alone. Wall seconds include
 start-up, decoding, the pipeline and the TIFF encoding. The output's size is checked.
+A variant whose model is not installed is skipped with a note.
 
-Bar (issue "nnip develop", for nn): <= 30 s and peak RSS <= 2 GB (2048 MiB). The load
+Bars: ``nn`` <= 30 s and 2 GiB (issue "nnip develop"); ``denoise+nn`` <= 45 s and 2 GiB
+(issue "denoise"); ``all`` <= 45 s (issue "speed") and 2.5 GiB (issue "lens"). The load
 average before the runs is printed: the numbers are only as good as the machine is idle.
 
     python benchmarks/develop_speed.py --results benchmarks/RESULTS.md
@@ -33,13 +42,21 @@ from typing import Sequence
 import numpy as np
 
 from common import REPO, Section, describe_model, markdown_table, publish, run_measured, shared_path
-from develop_end_to_end import demosaic_model, nnip_command
+from develop_end_to_end import nnip_command
 
 __all__ = ["make_source", "make_big_dng", "main"]
 
-METHODS = ("nn", "ahd", "bilinear")
-SECONDS_BAR = 30.0
-RSS_BAR_MIB = 2048.0
+#: name -> (extra arguments, models needed, (seconds bar, MiB bar) or None).
+VARIANTS: dict[str, tuple[list[str], tuple[str, ...], tuple[float, float] | None]] = {
+    "all": (["--demosaic", "nn", "--denoise", "auto", "--lens", "deblur"],
+            ("demosaic", "denoise", "lens"), (45.0, 2560.0)),
+    "denoise+nn": (["--demosaic", "nn", "--denoise", "auto", "--lens", "off"],
+                   ("demosaic", "denoise"), (45.0, 2048.0)),
+    "nn": (["--demosaic", "nn", "--denoise", "off", "--lens", "off"], ("demosaic",),
+           (30.0, 2048.0)),
+    "ahd": (["--demosaic", "ahd", "--denoise", "off", "--lens", "off"], (), None),
+    "bilinear": (["--demosaic", "bilinear", "--denoise", "off", "--lens", "off"], (), None),
+}
 WORK = REPO / "benchmarks" / "_work" / "develop_speed"
 
 
@@ -90,17 +107,18 @@ def _tiff_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def run_all(prefix: list[str], dng: Path, methods: list[str], size: tuple[int, int],
+def run_all(prefix: list[str], dng: Path, variants: list[str], size: tuple[int, int],
             models_dir: Path | None) -> tuple[list[list[object]], list[bool]]:
     rows, verdicts = [], []
     with tempfile.TemporaryDirectory(prefix="nnip_speed_") as tmp:
         out = Path(tmp)
-        for method in methods:
+        for name in variants:
+            extra, _, bar = VARIANTS[name]
             command = [*prefix, "develop", str(dng), "-o", str(out), "--format", "tiff", "--bits",
-                       "16", "--demosaic", method, "--overwrite", "--quiet"]
+                       "16", *extra, "--overwrite", "--quiet"]
             if models_dir is not None:
                 command += ["--models-dir", str(models_dir)]
-            print(f"developing with --demosaic {method} ...", file=sys.stderr, flush=True)
+            print(f"developing: {name} ...", file=sys.stderr, flush=True)
             cpu_before = _children_cpu_seconds()
             result = run_measured(command)
             cpu = _children_cpu_seconds() - cpu_before
@@ -109,17 +127,34 @@ def run_all(prefix: list[str], dng: Path, methods: list[str], size: tuple[int, i
             if not ran:
                 print(f"  failed (rc {result.returncode}, output {got}): "
                       f"{result.stderr.strip()[-500:]}", file=sys.stderr)
-            barred = method == "nn"
-            ok = ran and (not barred or (result.seconds <= SECONDS_BAR
-                                         and result.peak_rss_mb <= RSS_BAR_MIB))
+            ok = ran and (bar is None or (result.seconds <= bar[0]
+                                          and result.peak_rss_mb <= bar[1]))
             verdicts.append(ok)
             megapixels = size[0] * size[1] / 1e6
-            rows.append([method, f"{result.seconds:.1f}", f"{cpu:.1f}",
+            rows.append([name, " ".join(extra), f"{result.seconds:.1f}", f"{cpu:.1f}",
                          f"{megapixels / result.seconds:.2f}", f"{result.peak_rss_mb:.0f}",
-                         f"{SECONDS_BAR:g} s, {RSS_BAR_MIB:.0f} MiB" if barred else "-",
+                         f"{bar[0]:g} s, {bar[1]:.0f} MiB" if bar else "-",
                          ("pass" if ok else "FAIL") if ran else f"FAIL (rc {result.returncode})"])
             (out / f"{dng.stem}.tif").unlink(missing_ok=True)
     return rows, verdicts
+
+
+def installed_models(models_dir: Path | None) -> dict[str, object]:
+    """task -> the ModelSpec nnip would use, for the tasks the variants need."""
+    from nnip.core.errors import ModelError  # noqa: PLC0415
+    from nnip.core.models import Registry  # noqa: PLC0415
+
+    try:
+        registry = Registry(models_dir)
+    except ModelError:
+        return {}
+    found = {}
+    for task in ("demosaic", "denoise", "lens"):
+        try:
+            found[task] = registry.find(task)
+        except ModelError:
+            pass
+    return found
 
 
 def _children_cpu_seconds() -> float:
@@ -138,41 +173,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=_size, default=(6000, 4000), metavar="WxH",
                         help="DNG size (default 6000x4000)")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated --demosaic values (default {','.join(METHODS)})")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated variants (default {','.join(VARIANTS)})")
     parser.add_argument("--models-dir", type=Path, default=None,
                         help="directory with manifest.json (default: as nnip resolves it)")
     parser.add_argument("--fresh", action="store_true", help="simulate the DNG again")
     parser.add_argument("--results", type=Path, default=None, metavar="RESULTS.md",
                         help="also replace this script's section in that file")
     args = parser.parse_args(argv)
-    spec = demosaic_model(args.models_dir)
-    methods = [m for m in args.methods.split(",") if m and (m != "nn" or spec is not None)]
+    models = installed_models(args.models_dir)
+    wanted = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in wanted if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    variants = [v for v in wanted if all(t in models for t in VARIANTS[v][1])]
+    skipped = [v for v in wanted if v not in variants]
     prefix = nnip_command()
     dng = WORK / f"big_{args.size[0]}x{args.size[1]}.dng"
     if args.fresh:
         shutil.rmtree(WORK, ignore_errors=True)
     source = make_big_dng(dng, *args.size)
     load = os.getloadavg()
-    rows, verdicts = run_all(prefix, dng, methods, args.size, args.models_dir)
+    rows, verdicts = run_all(prefix, dng, variants, args.size, args.models_dir)
     lines = [
         f"Input: {args.size[0]}x{args.size[1]} 14-bit RGGB DNG ({dng.stat().st_size / 2**20:.0f} "
         f"MiB) by `simulate_dng(iso=100, optics=False)` from {source}. Command per run: `nnip "
-        "develop big.dng -o OUT --format tiff --bits 16 --demosaic METHOD --overwrite --quiet`,"
+        "develop big.dng -o OUT --format tiff --bits 16 ARGUMENTS --overwrite --quiet`,"
         f" each in a fresh wrapper process. Load average before the runs: {load[0]:.2f} / "
         f"{load[1]:.2f} / {load[2]:.2f} ({os.cpu_count()} cores): with other jobs running, "
         "wall time overstates what an idle machine takes; CPU s (user + system of the run) "
         "does not depend on the load.",
         "",
-        markdown_table(["--demosaic", "wall s", "CPU s", "MP/s", "peak RSS MiB", "bar",
-                        "verdict"], rows),
+        markdown_table(["variant", "arguments", "wall s", "CPU s", "MP/s", "peak RSS MiB",
+                        "bar", "verdict"], rows),
         "",
     ]
-    if spec is None and "nn" in args.methods.split(","):
-        lines.append("**nn: skipped**: no `demosaic` model installed.")
+    for name in skipped:
+        missing = [t for t in VARIANTS[name][1] if t not in models]
+        lines.append(f"**{name}: skipped**: no {', '.join(missing)} model installed.  ")
     section = Section("develop_speed", f"nnip develop speed: {args.size[0]}x{args.size[1]} DNG "
                       "to 16-bit TIFF, wall time and peak RSS", "\n".join(lines),
-                      [describe_model(spec)] if spec is not None else [], argv)
+                      [describe_model(spec) for spec in models.values()], argv)
     publish(section, args.results)
     return 0 if all(verdicts) else 1
 

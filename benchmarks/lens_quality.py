@@ -223,7 +223,8 @@ def write_capture(path: Path, raw: np.ndarray, record: dict, fnumber: float) -> 
               calibration_illuminant1=21, as_shot_neutral=record["as_shot_neutral"],
               noise_profile=(record["noise_a"], record["noise_b"]), make="nnip",
               model=f"simulated {CAMERA}", iso=record["iso"], fnumber=fnumber,
-              focal_length=50.0, exposure_time=1 / 125, lens_model="simulated lens")
+              focal_length=50.0, exposure_time=1 / 125, lens_model="simulated lens",
+              pixel_pitch_um=PITCH_UM)
     return path
 
 

@@ -49,6 +49,8 @@ ExifVersion                 36864   UNDEFINED   "0231"
 DateTimeOriginal            36867   ASCII
 FocalLength                 37386   RATIONAL    millimetres
 LensModel                   42036   ASCII
+FocalPlaneX/YResolution     41486/7 RATIONAL    pixels per cm, when the pixel pitch is given
+FocalPlaneResolutionUnit    41488   SHORT       3 (centimetres), with the two above
 ==========================  ======  ==========  ============================================
 
 The linear DNG has the same camera tags (Make, Model, Orientation, DateTime, DNGVersion,
@@ -187,6 +189,7 @@ class _CameraTags:
     exposure_time: float | None = None
     lens_model: str | None = None
     original_raw_file_name: str | None = None
+    pixel_pitch_um: float | None = None
 
     @classmethod
     def checked(
@@ -292,6 +295,12 @@ def _exif_entries(camera: _CameraTags) -> list[tuple[int, int, int, bytes]]:
             if value <= 0:
                 raise ValueError(f"EXIF tag {tag} needs a positive value, got {value}")
             entries.append((tag, _RATIONAL, 1, struct.pack("<II", *_rational(value))))
+    if camera.pixel_pitch_um is not None:  # what a reader derives the pixel pitch from
+        if camera.pixel_pitch_um <= 0:
+            raise ValueError(f"pixel_pitch_um must be positive, got {camera.pixel_pitch_um}")
+        per_cm = struct.pack("<II", *_rational(10000.0 / camera.pixel_pitch_um))
+        entries += [(41486, _RATIONAL, 1, per_cm), (41487, _RATIONAL, 1, per_cm),
+                    (41488, _SHORT, 1, struct.pack("<H", 3))]
     if camera.iso is not None:
         iso = int(min(max(round(camera.iso), 1), 65535))
         entries.append((34855, _SHORT, 1, struct.pack("<H", iso)))
@@ -381,6 +390,7 @@ def write_dng(
     lens_model: str | None = None,
     orientation: int = 1,
     datetime: _dt.datetime | None = None,
+    pixel_pitch_um: float | None = None,
 ) -> None:
     """Write a Bayer mosaic as an uncompressed DNG 1.4 file.
 
@@ -417,6 +427,8 @@ def write_dng(
         EXIF orientation 1..8 of the picture.
     datetime : datetime, optional
         Capture time (default: now), written as DateTime and DateTimeOriginal.
+    pixel_pitch_um : float, optional
+        Sensor pixel pitch, written as EXIF FocalPlaneX/YResolution in pixels per cm.
 
     Raises
     ------
@@ -435,7 +447,7 @@ def write_dng(
         as_shot_neutral=as_shot_neutral, noise_profile=noise_profile, make=make, model=model,
         unique_camera_model=unique_camera_model, orientation=orientation, when=when,
         original=when, iso=iso, fnumber=fnumber, focal_length=focal_length,
-        exposure_time=exposure_time, lens_model=lens_model,
+        exposure_time=exposure_time, lens_model=lens_model, pixel_pitch_um=pixel_pitch_um,
     )
     tags = _camera_tags(camera) + _cfa_tags(pattern, black, int(white_level))
     _write(Path(path), mosaic, 32803, tags, camera, "nnip")

@@ -133,6 +133,9 @@ class RawFrame:
     noise_profile : tuple of 2 float, or None
         DNG NoiseProfile (a, b) of the first plane: variance = a * x + b for a signal x in
         [0, 1] (black subtracted, divided by white - black); None when absent.
+    focal_plane_x_resolution, focal_plane_resolution_unit : float, int, or None
+        A DNG's EXIF FocalPlaneXResolution (pixels per unit) and FocalPlaneResolutionUnit
+        (2 inch, 3 cm, ...): the pixel pitch as the file states it; None when absent.
     is_bayer : bool
         True for a 2x2 R/G/G/B mosaic; False for X-Trans, Foveon, linear DNG, monochrome.
     num_colors : int
@@ -164,6 +167,8 @@ class RawFrame:
     orientation: int = 1
     capture_time: datetime | None = None
     noise_profile: tuple[float, float] | None = None
+    focal_plane_x_resolution: float | None = None
+    focal_plane_resolution_unit: int | None = None
     path: Path | None = None
     notices: tuple[str, ...] = field(default=())
 
@@ -334,6 +339,8 @@ def _read_with_rawpy(path: Path, source: str | BinaryIO, file_size: int) -> RawF
             orientation=orientation_from_flip(raw.sizes.flip),
             capture_time=(other.timestamp if other.timestamp.timestamp() > 0 else None),
             noise_profile=dng.get("noise_profile"),
+            focal_plane_x_resolution=dng.get("focal_plane_x_resolution"),
+            focal_plane_resolution_unit=dng.get("focal_plane_resolution_unit"),
             path=path,
         )
 
@@ -613,7 +620,22 @@ def _read_dng_tags(path: Path) -> dict:
         found.update(_dng_colour_tags(tags, raw_tags))
     except (ValueError, TypeError, IndexError, OverflowError):
         pass  # damaged colour tags (text where numbers belong): LibRaw's own matrix is used
+    try:
+        found.update(_dng_focal_plane(tags.get(34665)))
+    except (ValueError, TypeError, IndexError, OverflowError, ZeroDivisionError):
+        pass  # a damaged Exif IFD: the pitch then comes from the camera tables
     return found
+
+
+def _dng_focal_plane(exif: object) -> dict:
+    """``focal_plane_x_resolution`` and ``_unit`` from the Exif IFD tifffile parsed."""
+    if not isinstance(exif, dict) or "FocalPlaneXResolution" not in exif:
+        return {}
+    value = exif["FocalPlaneXResolution"]  # tifffile: (numerator, denominator)
+    resolution = float(value[0]) / float(value[1]) if isinstance(value, tuple) else float(value)
+    unit = exif.get("FocalPlaneResolutionUnit", 2)  # EXIF's default unit is the inch
+    return {"focal_plane_x_resolution": resolution,
+            "focal_plane_resolution_unit": int(getattr(unit, "value", unit))}
 
 
 def _dng_colour_tags(tags: dict, raw_tags: dict) -> dict:

@@ -102,6 +102,20 @@ def test_tags_for_other_readers(tmp_path):
     assert tags[50708] == "nnip test body"
 
 
+def test_pixel_pitch_comes_back_as_the_focal_plane_resolution(tmp_path):
+    from nnip.develop.optics import optics_for_frame
+    from nnip.raw.frame import read_raw
+
+    mosaic = np.random.default_rng(0).integers(400, 16000, size=(32, 48)).astype(np.uint16)
+    frame = read_raw(_write(tmp_path / "p.dng", mosaic, pixel_pitch_um=4.0))
+    assert frame.focal_plane_x_resolution == pytest.approx(2500.0)  # pixels per cm
+    assert frame.focal_plane_resolution_unit == 3
+    optics = optics_for_frame(frame)
+    assert optics.pixel_pitch_um == pytest.approx(4.0)
+    assert optics.pitch_source == "focal-plane resolution"
+    assert read_raw(_write(tmp_path / "q.dng", mosaic)).focal_plane_x_resolution is None
+
+
 def test_per_position_black_levels(tmp_path):
     mosaic = np.full((32, 32), 3000, np.uint16)
     path = _write(tmp_path / "b.dng", mosaic, "GRBG", black_level=(500, 510, 520, 530))
