@@ -327,11 +327,12 @@ class Denoise:
             raise RuntimeError(f"stage denoise expects pixels in mosaic, got {frame.space!r}")
         raw = frame.raw
         if not raw.is_bayer or frame.pixels.ndim != 2:
+            if self._optional:  # the default: nothing to say about a stage that cannot apply
+                return frame
             return frame.with_notice("denoise: only Bayer mosaics are denoised; skipped")
         spec = self._spec()
-        if spec is None:
-            return frame.with_notice("denoise: no model for task 'denoise' installed; skipped "
-                                     "(auto)")
+        if spec is None:  # plain auto (the default) without a model or engine: nothing to do
+            return frame
         params, notices = noise_params(raw, frame.pixels)
         for notice in notices:
             frame = frame.with_notice(notice)
@@ -349,7 +350,7 @@ class Denoise:
             and self.model is None
 
     def _spec(self) -> "ModelSpec | None":
-        """The denoise model; None when none is installed and the mode is plain ``auto``."""
+        """The denoise model; None when none is installed (or no engine) and the mode is plain ``auto``."""
         registry = self.registry
         try:
             if registry is None:
@@ -366,5 +367,7 @@ class Denoise:
                 return None
             raise ModelNotFoundError(f"no model for task 'denoise' installed ({exc})") from None
         if self.engine is None:
+            if self._optional:  # a library call without an engine: the classical pipeline
+                return None
             raise ValueError("denoise nn needs an Engine")
         return spec

@@ -584,15 +584,14 @@ class Lens:
         pixels = frame.pixels
         if self.wants_profile:
             pixels, notice = self._profile(frame)
-            if notice:
+            # auto (the default) corrects where a profile matches and says nothing where
+            # none does: a batch of an unlisted lens would print a line per file.
+            if notice and self.requested == "profile":
                 frame = frame.with_notice(notice)
         optics = optics_for_frame(raw)
         if self.wants_deblur:
             spec = self._spec()
-            if spec is None:
-                frame = frame.with_notice("lens deblur: no model for task 'lens' installed; "
-                                          "skipped")
-            else:
+            if spec is not None:  # None: plain auto without a model or an engine
                 if optics.notice:
                     frame = frame.with_notice(optics.notice)
                 pixels = deblur(pixels, optics, self.engine, spec, tile=self.tile)

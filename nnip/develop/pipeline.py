@@ -106,8 +106,10 @@ class DevelopOptions:
     wb: Any = "camera"
     exposure: float = 0.0
     highlights: str = "clip"
-    denoise: str = "off"
-    lens: str = "off"
+    # The default develop runs the three neural stages (denoise -> demosaic -> lens); each
+    # ``auto`` stage is skipped with a notice when its model is not installed.
+    denoise: str = "auto"
+    lens: str = "auto"
     verbose: bool = False
     quality: int = 95
     demosaic_model: str | None = None

@@ -264,8 +264,7 @@ def test_stage_without_a_model_says_so(noisy_frame, tmp_path) -> None:
     with pytest.raises(ModelNotFoundError, match="denoise"):
         Denoise("auto", Engine("cpu", registry=empty), empty, model="denoise-x").apply(work)
     out = Denoise("auto", Engine("cpu", registry=empty), empty).apply(work)
-    assert out.pixels is work.pixels
-    assert any("no model for task 'denoise' installed; skipped" in n for n in out.notices)
+    assert out.pixels is work.pixels and out.notices == work.notices  # the default: quiet
 
 
 def test_stage_passes_non_bayer_frames(noisy_frame, lee) -> None:
@@ -273,6 +272,8 @@ def test_stage_passes_non_bayer_frames(noisy_frame, lee) -> None:
     engine, registry = lee
     mono = dataclasses.replace(frame, is_bayer=False, pattern="")
     work = _run(mono, build_pipeline(DevelopOptions(demosaic="bilinear"))[:1])
-    out = Denoise("auto", engine, registry).apply(work)
+    out = Denoise("1", engine, registry).apply(work)
     assert out.pixels is work.pixels
     assert out.notices[-1] == "denoise: only Bayer mosaics are denoised; skipped"
+    quiet = Denoise("auto", engine, registry).apply(work)  # the default says nothing
+    assert quiet.pixels is work.pixels and quiet.notices == work.notices

@@ -195,7 +195,8 @@ def test_denoised_dng_drops_the_noise_profile(tmp_path: Path) -> None:
     src = tmp_path / "noisy.dng"
     simulate_dng(np.full((64, 64, 3), 0.5, np.float32), src, iso=6400, optics=False)
     plain, denoised = tmp_path / "plain.dng", tmp_path / "denoised.dng"
-    process_file(src, plain, None, engine, registry=registry, format="dng", demosaic="bilinear")
+    process_file(src, plain, None, engine, registry=registry, format="dng", demosaic="bilinear",
+                 denoise="off")
     record = process_file(src, denoised, None, engine, registry=registry, format="dng",
                           demosaic="bilinear", denoise="auto")
     assert 51041 in _tags(plain) and 51041 not in _tags(denoised)

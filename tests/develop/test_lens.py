@@ -244,7 +244,7 @@ def canon_frame(tmp_path_factory):
 
 
 def test_lens_off_is_the_pipeline_without_it(canon_frame) -> None:
-    options = DevelopOptions(demosaic="bilinear")
+    options = DevelopOptions(demosaic="bilinear", lens="off")
     reference, _ = develop(canon_frame, options)
     off = Lens("off")
     assert not off.enabled and off.describe() == "lens: off"
@@ -252,18 +252,21 @@ def test_lens_off_is_the_pipeline_without_it(canon_frame) -> None:
     assert pixels.tobytes() == reference.tobytes()
 
 
-def test_auto_without_profile_or_model_changes_nothing_and_says_so(tmp_path: Path) -> None:
+def test_auto_without_profile_or_model_changes_nothing_quietly(tmp_path: Path) -> None:
+    # auto is the default: no profile and no model leave the image as it is, without a
+    # line per file; --lens profile says that no profile matched.
     frame = read_raw(write_chart_dng(tmp_path / "unknown.dng", lens_model="Mystery 50mm"))
-    options = DevelopOptions(demosaic="bilinear")
+    options = DevelopOptions(demosaic="bilinear", lens="off")
     reference, _ = develop(frame, options)
     empty = install(tmp_path / "models", {}, task="lens")
     stage = Lens("auto", Engine("cpu", threads=1, registry=empty), empty)
     pixels, work = _develop_with(frame, options, stage)
     assert pixels.tobytes() == reference.tobytes()
-    notices = " | ".join(work.notices)
-    assert "lens profile:" in notices and "profile corrections skipped" in notices
-    assert "no model for task 'lens' installed" in notices
+    assert not any(n.startswith("lens") for n in work.notices)
     assert isinstance(work.optics, OpticsMap)
+    _, explicit = _develop_with(frame, options, Lens("profile"))
+    notices = " | ".join(explicit.notices)
+    assert "lens profile:" in notices and "profile corrections skipped" in notices
 
 
 def test_deblur_without_a_model_is_an_error(tmp_path: Path, canon_frame) -> None:
@@ -275,7 +278,7 @@ def test_deblur_without_a_model_is_an_error(tmp_path: Path, canon_frame) -> None
 
 def test_profile_mode_corrects_a_known_lens(canon_frame) -> None:
     lensfunpy()
-    options = DevelopOptions(demosaic="bilinear")
+    options = DevelopOptions(demosaic="bilinear", lens="off")
     stage = Lens("profile")
     assert "lensfun profile" in stage.describe()
     pixels, work = _develop_with(canon_frame, options, stage)

@@ -65,7 +65,9 @@ def test_stage_list_is_the_one_order() -> None:
     lines = describe_pipeline(stages)
     assert len(lines) == 10 and lines[0].startswith("1. normalise")
     off = [line for line in lines if line.endswith("[off]")]
-    assert [line.split(".")[0] for line in off] == ["2", "4", "9"]  # denoise, lens, 0 EV
+    assert [line.split(".")[0] for line in off] == ["9"]  # 0 EV; denoise and lens are on
+    quiet = describe_pipeline(build_pipeline(DevelopOptions(denoise="off", lens="off")))
+    assert [line.split(".")[0] for line in quiet if line.endswith("[off]")] == ["2", "4", "9"]
     assert "ahd (LibRaw)" in lines[2]
 
 
@@ -232,11 +234,12 @@ def test_cmyg_sensor_is_refused(chart_frames) -> None:
 def test_lens_auto_without_profile_or_model_changes_nothing(chart_frames, tmp_path) -> None:
     (tmp_path / "manifest.json").write_text('{"models": []}')
     registry = Registry(tmp_path)
-    off, _ = develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear"), registry=registry)
+    off, _ = develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear", lens="off"),
+                     registry=registry)
     auto, meta = develop(chart_frames["RGGB"], DevelopOptions(demosaic="bilinear", lens="auto"),
                          registry=registry)
     assert np.array_equal(off, auto)
-    assert any(notice.startswith("lens") for notice in meta["notices"]), meta["notices"]
+    assert not any(notice.startswith("lens") for notice in meta["notices"]), meta["notices"]
 
 
 def test_lens_deblur_without_a_model_is_one_clear_error(chart_frames, tmp_path) -> None:
