@@ -30,6 +30,7 @@ from nnip.cli import cli as nnip_cli  # noqa: E402
 from nnip.core.cluster import ClusterAddress, parse_cluster_address  # noqa: E402
 from nnip.raw.dng import write_dng  # noqa: E402
 from nnups.cli import cli as nnups_cli  # noqa: E402
+from tests.robustness.test_interrupts import default_sigint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: Adobe's ColorMatrix2 (D65) of a Canon EOS 5D Mark III: XYZ -> camera.
@@ -241,7 +242,7 @@ def test_ctrl_c_finishes_the_files_in_flight_and_stops(tmp_path: Path) -> None:
         [sys.executable, "-m", "nnups.cli", "upscale", *inputs, "-o", str(out),
          "--cluster", "local:2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=default_sigint,
     )
     try:
         deadline = time.monotonic() + 60

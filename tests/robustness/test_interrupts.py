@@ -35,6 +35,13 @@ def _batch(tmp_path: Path) -> list[Path]:
     return [tmp_path / name for name in files]
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal delivers it. A test run started in
+    the background by a non-interactive shell inherits SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler: the command would never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class _Run:
     """One interrupted run: its process, output folder, the signal to send and when it was sent."""
@@ -55,7 +62,8 @@ def _interrupt_while_writing(
     env = {**os.environ, "NNIP_MODELS_DIR": str(models)}
     started = [
         _Run(subprocess.Popen([*script("nnups"), *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env), out, signum)
+                              stderr=subprocess.PIPE, text=True, env=env,
+                              preexec_fn=default_sigint), out, signum)
         for args, out, signum in runs
     ]
     deadline = time.monotonic() + 120
