@@ -57,7 +57,7 @@ in the corners; flat-area noise <= 105 % of uncorrected; residual lateral CA <= 
 dark ring or overshoot above 2 %.
 
     python benchmarks/lens_quality.py --images 2 --methods classical        # quick run
-    python benchmarks/lens_quality.py --results benchmarks/RESULTS.md       # full run
+    python benchmarks/lens_quality.py --results benchmarks/RESULTS.md       # full run (2 images: --images 2)
 """
 
 from __future__ import annotations
@@ -698,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--methods", default="all", choices=("all", "classical", "ours"),
                         help="classical: uncorrected, RL, Wiener, unsharp; ours: uncorrected "
                              "and the models")
-    add_common_options(parser, models="lens-fast,lens-quality")
+    add_common_options(parser, models="lens")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     developer, demosaic_text = _demosaic_choice(args)

@@ -106,10 +106,11 @@ class DevelopOptions:
     wb: Any = "camera"
     exposure: float = 0.0
     highlights: str = "clip"
-    # The default develop runs the three neural stages (denoise -> demosaic -> lens); each
-    # ``auto`` stage is skipped with a notice when its model is not installed.
+    # The default develop runs denoise -> demosaic (``auto`` skips quietly without a model).
+    # The lens stage stays opt-in (``--lens auto``) until a lens model meets its bars: lens v1
+    # amplifies flat-area noise up to 7.9x and loses centre PSNR (benchmarks/RESULTS.md).
     denoise: str = "auto"
-    lens: str = "auto"
+    lens: str = "off"
     verbose: bool = False
     quality: int = 95
     demosaic_model: str | None = None

@@ -65,7 +65,7 @@ def test_stage_list_is_the_one_order() -> None:
     lines = describe_pipeline(stages)
     assert len(lines) == 10 and lines[0].startswith("1. normalise")
     off = [line for line in lines if line.endswith("[off]")]
-    assert [line.split(".")[0] for line in off] == ["9"]  # 0 EV; denoise and lens are on
+    assert [line.split(".")[0] for line in off] == ["4", "9"]  # lens, 0 EV; denoise is on
     quiet = describe_pipeline(build_pipeline(DevelopOptions(denoise="off", lens="off")))
     assert [line.split(".")[0] for line in quiet if line.endswith("[off]")] == ["2", "4", "9"]
     assert "ahd (LibRaw)" in lines[2]
