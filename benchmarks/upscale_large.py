@@ -41,7 +41,7 @@ from common import (
     REPO, Measured, Section, add_common_options, describe_model, load_models, markdown_table,
     publish, run_measured, shared_path,
 )
-from upscale_speed import nnups_command
+from upscale_speed import _engine_args, nnups_command
 
 __all__ = ["input_size", "make_large_jpeg", "read_tiff_crop", "main"]
 
@@ -134,15 +134,6 @@ def check_output(path: Path, jpeg: Path, width: int, height: int) -> tuple[list[
     if worst > FIDELITY_LEVELS:
         problems.append(f"2x2 block means differ from the input by up to {worst:.3f} levels")
     return problems, worst
-
-
-def _engine_args(args: argparse.Namespace) -> list[str]:
-    extra = ["--device", args.device]
-    if args.threads:
-        extra += ["--threads", str(args.threads)]
-    if args.models_dir:
-        extra += ["--models-dir", str(args.models_dir)]
-    return extra
 
 
 def _command_prefix() -> list[str]:

@@ -50,6 +50,7 @@ __all__ = [
     "default_models_dir",
     "resolve_models_dir",
     "sha256_of",
+    "find_model",
     "models_table",
 ]
 
@@ -340,6 +341,29 @@ class Registry:
             )
         self._verified.add(str(path))
         return path
+
+
+def find_model(
+    task: str, name: str | None = None, registry: Registry | None = None, *, optional: bool = False
+) -> ModelSpec | None:
+    """``registry.find(task, name)`` (default registry when None), or None when ``optional``
+    and the model, the manifest or the models directory is missing.
+
+    Raises
+    ------
+    ModelNotFoundError
+        Not ``optional`` and no such model (also for a missing directory or manifest).
+    """
+    try:
+        return (registry if registry is not None else Registry()).find(task, name)
+    except ModelNotFoundError:
+        if optional:
+            return None
+        raise
+    except ModelError as exc:  # no models directory or manifest at all
+        if optional:
+            return None
+        raise ModelNotFoundError(f"no model for task {task!r} installed ({exc})") from None
 
 
 def _number_text(value: Any) -> str:

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnip.core.errors import ModelError, ModelNotFoundError
+from nnip.core.errors import ModelError
+from nnip.core.models import find_model
 from nnip.develop.demosaic import pack_rggb, to_rggb_phase
 from nnip.develop.noise import NoiseParams, noise_params
 
@@ -351,21 +352,9 @@ class Denoise:
 
     def _spec(self) -> "ModelSpec | None":
         """The denoise model; None when none is installed (or no engine) and the mode is plain ``auto``."""
-        registry = self.registry
-        try:
-            if registry is None:
-                from nnip.core.models import Registry
-
-                registry = Registry()
-            spec = registry.find("denoise", self.model)
-        except ModelNotFoundError:
-            if self._optional:
-                return None
-            raise
-        except ModelError as exc:  # no models directory or manifest at all
-            if self._optional:
-                return None
-            raise ModelNotFoundError(f"no model for task 'denoise' installed ({exc})") from None
+        spec = find_model("denoise", self.model, self.registry, optional=self._optional)
+        if spec is None:
+            return None
         if self.engine is None:
             if self._optional:  # a library call without an engine: the classical pipeline
                 return None

@@ -55,7 +55,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from nnip.core.errors import ModelError, ModelNotFoundError
+from nnip.core.errors import ModelError
+from nnip.core.models import find_model
 from nnip.develop.colour import decode_transfer, encode_transfer
 from nnip.develop.optics import OpticsMap, optics_for_frame
 
@@ -611,23 +612,12 @@ class Lens:
 
     def _spec(self) -> "ModelSpec | None":
         """The lens model; None when none is installed (or no engine) and the mode is ``auto``."""
-        registry = self.registry
-        try:
-            if registry is None:
-                from nnip.core.models import Registry
-
-                registry = Registry()
-            spec = registry.find("lens", self.model)
-            if self.engine is None:
-                if self.requested == "auto":
-                    return None
-                raise ValueError("lens deblur needs an Engine")
-            return spec
-        except ModelNotFoundError:
-            if self.requested == "auto" and self.model is None:
+        optional = self.requested == "auto" and self.model is None
+        spec = find_model("lens", self.model, self.registry, optional=optional)
+        if spec is None:
+            return None
+        if self.engine is None:
+            if self.requested == "auto":
                 return None
-            raise
-        except ModelError as exc:  # no models directory or manifest at all
-            if self.requested == "auto" and self.model is None:
-                return None
-            raise ModelNotFoundError(f"no model for task 'lens' installed ({exc})") from None
+            raise ValueError("lens deblur needs an Engine")
+        return spec
