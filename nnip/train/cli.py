@@ -11,13 +11,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "parse_overrides"]
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -33,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="data worker processes (default 1; more on a GPU machine, where "
+                             "the simulation, not the network, limits the step rate)")
+    parser.add_argument("--new-cycle", action="store_true",
+                        help="on --resume, start a fresh learning-rate cycle at the config's lr "
+                             "(with --set lr=...) instead of finishing the run's current one")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training knob (batch, lr, ...), also on --resume, where "
+                             "the run's own config otherwise wins; VALUE is read as JSON")
     parser.add_argument("--data", nargs="+", type=Path, help="training image folders "
                         "(default: the task's folders under ../shared/data/train)")
     parser.add_argument("--out", type=Path, help="run directory (default runs/TASK)")
@@ -42,6 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="after training, export best.pt as model NAME into onnx_models/")
     parser.add_argument("--max-steps", type=int, help=argparse.SUPPRESS)
     return parser
+
+
+def parse_overrides(items: Sequence[str], config: dict) -> dict:
+    """``["batch=32", "lr=3e-4"]`` -> ``{"batch": 32, "lr": 0.0003}``; only the config's own keys.
+
+    Raises
+    ------
+    ValueError
+        An item without ``=``, or a key the task's config does not have.
+    """
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in config:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(config))}")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    return overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         task = get_task(args.task)
         config = load_config(task, args.config)
+        overrides = parse_overrides(args.overrides, config)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -71,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         resume=args.resume,
         device=args.device,
         threads=args.threads,
+        workers=args.workers,
+        new_cycle=args.new_cycle,
+        overrides=overrides,
         data_dirs=data_dirs,
         cache_dir=args.cache,
         command=command,

@@ -52,6 +52,9 @@ class RunOptions:
     resume: bool = False
     device: str = "cpu"
     threads: int = 2
+    workers: int = 1  # data worker processes
+    new_cycle: bool = False  # drop a resumed run's unfinished cycle: start one at config lr
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # knobs that beat a resumed config
     data_dirs: Sequence[Path] = ()
     cache_dir: Path = Path("runs/cache/teachers")
     command: str = ""
@@ -134,11 +137,12 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _loader(data: TaskData) -> torch.utils.data.DataLoader:
+def _loader(data: TaskData, workers: int = 1) -> torch.utils.data.DataLoader:
+    # Each worker draws its own stream (the datasets mix the worker id into their seed).
     return torch.utils.data.DataLoader(
         data.train,
         batch_size=None,
-        num_workers=1,
+        num_workers=max(1, workers),
         prefetch_factor=4,
         persistent_workers=True,
         worker_init_fn=_worker_init,
@@ -292,11 +296,16 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
         log.info("--resume: using the run's own config, not the one given%s",
                  f" (new keys taken: {', '.join(added)})" if added else "")
         config = {**dict(config), **dict(checkpoint["config"])}
+    if options.overrides:
+        log.info("--set: %s", ", ".join(f"{k}={v}" for k, v in options.overrides.items()))
+        config = {**dict(config), **dict(options.overrides)}
     model = task.build_model(config).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=float(config["lr"]), weight_decay=float(config.get("weight_decay", 0.0))
     )
     state = _restore(checkpoint, model, optimizer)
+    if options.new_cycle:
+        state.schedule = None
     del checkpoint
     # A resumed run draws fresh patches: the stream's seed moves with the step.
     seed = int(config.get("seed", 0)) * 1_000_003 + state.step
@@ -339,7 +348,7 @@ def _run_steps(
     every_s = float(config.get("checkpoint_minutes", 3.0)) * 60.0
     last_save = last_log = tick = time.monotonic()
     window_loss, window_steps, window_norm = 0.0, 0, 0.0
-    for x, target in _loader(data):
+    for x, target in _loader(data, options.workers):
         now = time.monotonic()
         if now >= deadline - _RESERVE_S or stop.is_set():
             break
