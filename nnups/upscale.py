@@ -83,7 +83,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
-from scipy.ndimage import maximum_filter, minimum_filter
 
 from nnip.core import imageio
 from nnip.core.imageio import Image, ImageBand, OutputPlan
@@ -798,13 +797,33 @@ def _block_bounds(
     its window, so the bounds always leave the exact solution. Else [0, 1] when clipping.
     """
     if halo_reach > 0:
-        size = (1, 2 * halo_reach + 1, 2 * halo_reach + 1)
-        low = minimum_filter(target, size=size, mode="nearest")
-        high = maximum_filter(target, size=size, mode="nearest")
+        low = _window_extreme(_window_extreme(target, halo_reach, 1, np.minimum), halo_reach, 2, np.minimum)
+        high = _window_extreme(_window_extreme(target, halo_reach, 1, np.maximum), halo_reach, 2, np.maximum)
         return low, high
     if clip:
         return np.zeros_like(target), np.ones_like(target)
     return None, None
+
+
+def _window_extreme(values: np.ndarray, reach: int, axis: int, ufunc: np.ufunc) -> np.ndarray:
+    """``ufunc`` (minimum or maximum) over a ``2 reach + 1`` window along ``axis``, edges
+    replicated (scipy's ``mode="nearest"``). Windows of width 2, 4, 8, ... by doubling,
+    then two overlapping ones cover the window: ~log2(width) + 1 passes over views, several
+    times faster than ``scipy.ndimage.minimum_filter`` on these short windows.
+    """
+    width, ndim = 2 * reach + 1, values.ndim
+    pad = [(0, 0)] * ndim
+    pad[axis] = (reach, reach)
+    span, extreme = 1, np.pad(values, pad, mode="edge")
+    while 2 * span <= width:
+        cut = extreme.shape[axis] - span
+        head = extreme[_along(axis, ndim, slice(0, cut))]
+        ufunc(head, extreme[_along(axis, ndim, slice(span, span + cut))], out=head)
+        extreme, span = head, span * 2
+    length = values.shape[axis]
+    rest = width - span  # the second window starts where the first one's cover ends
+    return ufunc(extreme[_along(axis, ndim, slice(0, length))],
+                 extreme[_along(axis, ndim, slice(rest, rest + length))])
 
 
 def _add_nearest(out5: np.ndarray, residual: np.ndarray) -> None:

@@ -229,3 +229,19 @@ def test_area_downscale_means_blocks_and_refuses_odd_sizes() -> None:
     np.testing.assert_array_equal(area_downscale(x), [[2.5, 4.5], [10.5, 12.5]])
     with pytest.raises(ValueError, match="multiple of 2"):
         area_downscale(np.zeros((5, 4)))
+
+
+@pytest.mark.parametrize("reach", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("shape", [(3, 41, 57), (1, 2, 9), (2, 1, 1)])
+def test_window_bounds_equal_scipy_min_max_filters(reach: int, shape: tuple[int, int, int]) -> None:
+    # The halo clamp's bounds use a doubling min/max (faster); scipy's filters are the reference.
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    from nnups.upscale import _window_extreme
+
+    values = np.random.default_rng(reach).random(shape, dtype=np.float32)
+    size = (1, 2 * reach + 1, 2 * reach + 1)
+    low = _window_extreme(_window_extreme(values, reach, 1, np.minimum), reach, 2, np.minimum)
+    high = _window_extreme(_window_extreme(values, reach, 1, np.maximum), reach, 2, np.maximum)
+    assert np.array_equal(low, minimum_filter(values, size=size, mode="nearest"))
+    assert np.array_equal(high, maximum_filter(values, size=size, mode="nearest"))
