@@ -79,6 +79,7 @@ before the fidelity step: 0 gives a plain (but still faithful) cubic upscale.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -223,14 +224,26 @@ def iter_upscaled_bands(
         report = _BandProgress(bands, spec, width, tile, channels, progress)
     clip = image.meta.bit_depth != 32
 
+    def network(index: int) -> np.ndarray | None:
+        band_progress = report.for_band(index) if report is not None else None
+        return _band_network(reference, bands[index], engine, spec, strength, tile, band_progress)
+
     def results() -> Iterator[ImageBand]:
-        for index, band in enumerate(bands):
-            band_progress = report.for_band(index) if report is not None else None
-            core = _upscale_band(reference, band, engine, spec, strength, tile, band_progress, clip)
-            alpha = None if image.alpha is None else _upscale_alpha_rows(image.alpha, band, scale)
-            # (C, rows, W) -> a (rows, W, C) view; the consumer makes the one copy.
-            yield ImageBand(scale * band.core[0], np.moveaxis(core, 0, -1), alpha)
-            core = alpha = None  # the consumer is done with them: freed before the next band
+        # The network of band k + 1 runs (onnxruntime, GIL released) while this thread
+        # finishes band k (numpy, one core): on 2 cores that hides most of the fidelity
+        # step, for one more band's network output in memory.
+        with ThreadPoolExecutor(1, thread_name_prefix="nnups-network") as pool:
+            pending = pool.submit(network, 0)
+            for index, band in enumerate(bands):
+                detail = pending.result()
+                if index + 1 < len(bands):
+                    pending = pool.submit(network, index + 1)
+                core = _finish_band(detail, reference, band, spec, strength, clip)
+                detail = None
+                alpha = None if image.alpha is None else _upscale_alpha_rows(image.alpha, band, scale)
+                # (C, rows, W) -> a (rows, W, C) view; the consumer makes the one copy.
+                yield ImageBand(scale * band.core[0], np.moveaxis(core, 0, -1), alpha)
+                core = alpha = None  # the consumer is done with them: freed before the next band
 
     return results()
 
@@ -249,12 +262,13 @@ def write_upscaled(
     tile: int | None = None,
     progress: ProgressFn | None = None,
 ) -> OutputPlan:
-    """Upscale ``image`` into the file ``path``: written whole, or streamed band by band.
+    """Upscale ``image`` into the file ``path``: one file, or a tiled BigTIFF streamed band by band.
 
     ``nnip.core.imageio.plan_output`` decides before any work: a TIFF output is streamed
     from :func:`iter_upscaled_bands` into a tiled BigTIFF when ``tiled`` or when it passes
     ``LARGE_OUTPUT_BYTES`` (the output then never exists whole in memory); a JPEG or PNG
-    that large is refused. Either way the pixels are those of :func:`upscale_image`.
+    that large is refused. Otherwise each band is converted to file samples as it comes
+    (``write_image_bands``). Either way the pixels are those of :func:`upscale_image`.
 
     Parameters
     ----------
@@ -281,13 +295,12 @@ def write_upscaled(
     plan = imageio.plan_output(
         path, meta, shape=shape, alpha=has_alpha, format=format, bits=bits, tiled=tiled
     )
-    options = {"strength": strength, "tile": tile, "progress": progress}
+    bands = iter_upscaled_bands(image, engine, spec, strength=strength, tile=tile, progress=progress)
     if plan.streamed:
-        bands = iter_upscaled_bands(image, engine, spec, **options)
         imageio.write_tiled_tiff(path, bands, shape=shape, alpha=has_alpha, meta=meta, bits=plan.bits)
-    else:
-        result = upscale_image(image, engine, spec, **options)
-        imageio.write_image(path, result, format=plan.format, bits=plan.bits, quality=quality)
+    else:  # each band becomes file samples as it comes: no whole float output in memory
+        imageio.write_image_bands(path, bands, meta=meta, shape=shape, alpha=has_alpha,
+                                  format=plan.format, bits=plan.bits, quality=quality)
     return plan
 
 
@@ -377,7 +390,7 @@ class _BandProgress:
         return band_progress
 
 
-def _upscale_band(
+def _band_network(
     reference: np.ndarray,
     band: Band,
     engine: Engine,
@@ -385,19 +398,33 @@ def _upscale_band(
     strength: float,
     tile: int,
     progress: ProgressFn | None,
+) -> np.ndarray | None:
+    """The network's planar output for ``band.network`` rows (None at strength 0)."""
+    if strength <= 0.0:
+        return None
+    n0, n1 = band.network
+    return _network_upscale(reference[n0:n1], engine, spec, tile, progress)
+
+
+def _finish_band(
+    detail: np.ndarray | None,
+    reference: np.ndarray,
+    band: Band,
+    spec: ModelSpec,
+    strength: float,
     clip: bool,
 ) -> np.ndarray:
     """The finished output rows of ``band.core``, planar: float32 (C, s * core rows, s * W).
 
-    Everything runs on planar (C, rows, W) arrays, as the engine returns them: each row
-    operation of the fidelity step then has a long inner loop (interleaved RGB would give
-    numpy inner loops of length 3, several times slower).
+    ``detail`` is :func:`_band_network`'s output (worked on in place). Everything runs on
+    planar (C, rows, W) arrays, as the engine returns them: each row operation of the
+    fidelity step then has a long inner loop (interleaved RGB would give numpy inner loops
+    of length 3, several times slower).
     """
     scale = int(spec.scale)
     f0, f1 = band.fidelity
-    if strength > 0.0:
-        n0, n1 = band.network
-        detail = _network_upscale(reference[n0:n1], engine, spec, tile, progress)
+    if detail is not None:
+        n0 = band.network[0]
         blended = detail[:, scale * (f0 - n0) : scale * (f1 - n0)]  # a view of its rows
         if strength < 1.0:
             blended *= np.float32(strength)
@@ -797,8 +824,18 @@ def _block_bounds(
     its window, so the bounds always leave the exact solution. Else [0, 1] when clipping.
     """
     if halo_reach > 0:
-        low = _window_extreme(_window_extreme(target, halo_reach, 1, np.minimum), halo_reach, 2, np.minimum)
-        high = _window_extreme(_window_extreme(target, halo_reach, 1, np.maximum), halo_reach, 2, np.maximum)
+        low, high = np.empty_like(target), np.empty_like(target)
+        channels, height, width = target.shape
+        # Row chunks of ~2 MB with their reach of real rows: the passes stay in cache.
+        step = max(2 * halo_reach, _CHUNK_VALUES // max(1, channels * width))
+        for a in range(0, height, step):
+            b = min(a + step, height)
+            g0, g1 = max(a - halo_reach, 0), min(b + halo_reach, height)
+            rows = target[:, g0:g1]
+            low[:, a:b] = _window_extreme(
+                _window_extreme(rows, halo_reach, 1, np.minimum), halo_reach, 2, np.minimum)[:, a - g0 : b - g0]
+            high[:, a:b] = _window_extreme(
+                _window_extreme(rows, halo_reach, 1, np.maximum), halo_reach, 2, np.maximum)[:, a - g0 : b - g0]
         return low, high
     if clip:
         return np.zeros_like(target), np.ones_like(target)

@@ -263,16 +263,16 @@ def test_ctrl_c_mid_write_exits_130_and_leaves_no_partial_file(
 ) -> None:
     import nnip.core.imageio as imageio
 
-    real_write = imageio.write_image
+    real_write = imageio.write_image_bands
 
-    def write_then_interrupt(path, image, **kwargs):
-        real_write(path, image, **kwargs)
+    def write_then_interrupt(path, bands, **kwargs):
+        real_write(path, bands, **kwargs)
         if ".b_x2" in Path(path).name:  # Ctrl-C while the second file is half written
             with open(path, "r+b") as handle:
                 handle.truncate(Path(path).stat().st_size // 2)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(imageio, "write_image", write_then_interrupt)
+    monkeypatch.setattr(imageio, "write_image_bands", write_then_interrupt)
     srcs = [_photo(tmp_path / f"{name}.png", seed=i) for i, name in enumerate("abc")]
     result = runner.invoke(cli, ["upscale", *map(str, srcs)])
     assert result.exit_code == 130

@@ -76,6 +76,7 @@ __all__ = [
     "sniff_format",
     "read_image",
     "write_image",
+    "write_image_bands",
     "plan_output",
     "write_tiled_tiff",
 ]
@@ -982,13 +983,70 @@ def write_image(
     samples = _to_samples(image, bits, drop_alpha=fmt == "jpeg")
     software = software or f"nnip {__version__}"
     meta = _output_meta(image.meta, image.width, image.height, software)
+    _write_samples(Path(path), fmt, samples, meta, quality, compression, software)
+
+
+def write_image_bands(
+    path: str | os.PathLike[str],
+    bands: Iterable[ImageBand],
+    *,
+    meta: ImageMeta,
+    shape: tuple[int, int, int],
+    alpha: bool,
+    format: str | None = None,
+    bits: int | None = None,
+    quality: int = 95,
+    compression: str = "deflate",
+    software: str | None = None,
+) -> None:
+    """:func:`write_image` for an image made band by band: the same file, but each band is
+    turned into file samples as it comes, so the float image never exists whole (for a
+    96 MP upscale: 1.15 GB of float32 less, and no pass to paste the bands together).
+
+    Parameters
+    ----------
+    bands : :class:`ImageBand` rows covering ``shape`` top to bottom (as
+        :func:`write_tiled_tiff` takes them); ``alpha`` whether they carry alpha.
+    meta : the output's metadata (dimensions are set from ``shape``).
+    shape : (height, width, colour channels).
+    format, bits, quality, compression, software : as for :func:`write_image`.
+
+    Raises
+    ------
+    OutputError
+        As :func:`write_image` (transparency in a JPEG, at the band that has it).
+    """
+    fmt = _output_format(Path(path), format, meta.format)
+    bits = _output_bits(fmt, bits, meta.bit_depth)
+    _check_compression(compression)
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be 1..100, got {quality}")
+    height, width, channels = shape
+    keep_alpha = alpha and fmt != "jpeg"
+    samples = np.empty((height, width, channels + keep_alpha), dtype=_SAMPLE_DTYPES[bits])
+    for band in bands:
+        planes = [band.pixels]
+        if band.alpha is not None:
+            if not keep_alpha:
+                if float(np.min(band.alpha)) < 1.0 - 0.5 / 255:
+                    raise OutputError("JPEG cannot store transparency; write PNG or TIFF instead")
+            else:
+                planes.append(band.alpha[:, :, None])
+        _fill_samples(planes, samples[band.row : band.row + band.pixels.shape[0]], bits)
+    software = software or f"nnip {__version__}"
+    out_meta = _output_meta(meta, width, height, software)
+    _write_samples(Path(path), fmt, samples, out_meta, quality, compression, software)
+
+
+def _write_samples(path: Path, fmt: str, samples: np.ndarray, meta: ImageMeta, quality: int,
+                   compression: str, software: str) -> None:
     try:
         if fmt == "jpeg":
-            _write_jpeg(Path(path), samples, meta, quality)
+            _write_jpeg(path, samples, meta, quality)
         elif fmt == "png":
-            _write_png(Path(path), samples, meta)
+            _write_png(path, samples, meta)
         else:
-            _write_tiff(Path(path), samples, meta, compression, software)
+            _write_tiff(path, samples, meta, compression, software)
     except OSError as exc:
         raise OutputError(f"cannot write the file ({exc.strerror or exc})") from None
 

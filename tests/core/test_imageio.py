@@ -470,3 +470,31 @@ def test_real_raw_files_are_refused_with_a_clear_message() -> None:
             continue
         with pytest.raises(UnsupportedFormatError, match="camera RAW file"):
             read_image(RAW_DIR / name)
+
+
+@pytest.mark.parametrize(("fmt", "bits", "alpha"), [("png", 16, True), ("tiff", 8, True), ("tiff", 32, False), ("jpeg", 8, False)])
+def test_write_image_bands_writes_what_write_image_writes(tmp_path: Path, fmt: str, bits: int, alpha: bool) -> None:
+    from nnip.core.imageio import ImageBand, write_image_bands
+
+    rng = np.random.default_rng(3)
+    pixels = rng.random((37, 23, 3), dtype=np.float32) * 1.2 - 0.1  # some out of range
+    alpha_plane = rng.random((37, 23), dtype=np.float32) if alpha else None
+    image = Image(pixels=pixels, alpha=alpha_plane, meta=ImageMeta(format="png", bit_depth=8, mode="rgb"))
+    whole, banded = tmp_path / f"whole.{fmt}", tmp_path / f"banded.{fmt}"
+    write_image(whole, image, format=fmt, bits=bits)
+    bands = [ImageBand(r, pixels[r : r + 10], None if alpha_plane is None else alpha_plane[r : r + 10])
+             for r in range(0, 37, 10)]
+    write_image_bands(banded, bands, meta=image.meta, shape=pixels.shape, alpha=alpha, format=fmt, bits=bits)
+    a, b = read_image(whole), read_image(banded)
+    assert np.array_equal(a.pixels, b.pixels)
+    assert (a.alpha is None) == (b.alpha is None) and (a.alpha is None or np.array_equal(a.alpha, b.alpha))
+
+
+def test_write_image_bands_refuses_transparency_in_jpeg(tmp_path: Path) -> None:
+    from nnip.core.imageio import ImageBand, write_image_bands
+
+    pixels = np.zeros((4, 4, 3), np.float32)
+    band = ImageBand(0, pixels, np.full((4, 4), 0.5, np.float32))
+    with pytest.raises(OutputError, match="JPEG cannot store transparency"):
+        write_image_bands(tmp_path / "x.jpg", [band], meta=ImageMeta(format="png", bit_depth=8, mode="rgb"),
+                          shape=(4, 4, 3), alpha=True)
