@@ -183,7 +183,9 @@ class Renderer:
     def stages(self, demosaic: str | None = None) -> list:
         from nnip.develop.pipeline import DevelopOptions, build_pipeline
 
-        options = DevelopOptions(demosaic=demosaic or self.demosaic)
+        # Denoise and lens off: 'none' must be the pipeline without a denoiser (the
+        # develop default is denoise auto), and 'ours' puts its own stage in.
+        options = DevelopOptions(demosaic=demosaic or self.demosaic, denoise="off", lens="off")
         return build_pipeline(options, self.engine, self.registry)
 
     def render(self, frame, *, denoise=None, demosaic: str | None = None,

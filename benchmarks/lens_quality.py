@@ -261,8 +261,10 @@ class Developer:
     def _stages(self):
         from nnip.develop.pipeline import DevelopOptions, build_pipeline
 
-        stages = build_pipeline(DevelopOptions(demosaic=self.demosaic), self.engine,
-                                self.registry)
+        # Denoise off (the develop default is auto): the lens methods are compared on the
+        # same noisy demosaicked frame, noise amplification included.
+        stages = build_pipeline(DevelopOptions(demosaic=self.demosaic, denoise="off"),
+                                self.engine, self.registry)
         at = [s.name for s in stages].index("lens")
         return stages[:at], stages[at + 1:]
 
