@@ -421,13 +421,20 @@ def simulate_dng(
         exposure=exposure, olpf_px=olpf_px, bits=bits,
         noise_method="poisson" if noise else "none",
     )
+    profile = (record["noise_a"], record["noise_b"])
+    if not noise:
+        # A noise-free capture says so: only its quantisation (variance step^2 / 12) and the
+        # smallest shot-noise scale a NoiseProfile may carry (nnip.develop.noise accepts
+        # a >= 1e-7). Claiming the sensor's noise made `--denoise auto` smooth a clean frame.
+        step = 1.0 / (record["white_level"] - record["black_level"])
+        profile = (1e-7, step * step / 12.0)
     lens_name = f"simulated {focal_length:g} mm f/{fnumber:g}"
     if lens_blur_px:
         lens_name += f", {lens_blur_px:g} px corner blur"
     write_dng(
         out_path, record["raw"], pattern=record["pattern"], black_level=record["black_level"],
         white_level=record["white_level"], color_matrix1=record["cam_from_xyz"], calibration_illuminant1=21,
-        as_shot_neutral=record["as_shot_neutral"], noise_profile=(record["noise_a"], record["noise_b"]),
+        as_shot_neutral=record["as_shot_neutral"], noise_profile=profile,
         make="nnip", model=f"simulated {camera}", iso=iso, fnumber=fnumber, focal_length=focal_length,
         exposure_time=exposure_time, lens_model=lens_name if optics else "none (simulated)",
     )

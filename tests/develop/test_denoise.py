@@ -24,6 +24,7 @@ from nnip.develop.denoise import (
     denoise_mosaic,
     parse_denoise,
     sigma_map,
+    trained_range_weight,
     unpack_rggb,
 )
 from nnip.develop.noise import NoiseParams
@@ -158,6 +159,34 @@ def test_strength_is_monotonic_and_zero_is_identity(lee) -> None:
     # Non-increasing, up to float rounding (where the Lee gain is 0 both give the box mean).
     assert all(later <= earlier * (1 + 1e-4) for earlier, later in zip(stds, stds[1:])), stds
     assert stds[2] < 0.5 * stds[0]  # it does denoise
+
+
+def test_frames_quieter_than_the_trained_floor_fade_out(lee) -> None:
+    # The network never saw frames quieter than ISO 100 and smooths their detail (a clean
+    # Kodak24 develop lost 0.42 dB): its correction is weighted by sigma / sigma_trained.
+    # A faint texture (std 1e-4, far below both sigmas) makes the Lee net return its box
+    # mean D at the floor and at a quarter of its variance alike, so with the weight the
+    # quarter-variance frame must come out halfway between the input and D.
+    engine, registry = lee
+    spec = registry.find("denoise")
+    mosaic = 0.3 + 1e-4 * np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)
+    at_floor = denoise_mosaic(mosaic, "RGGB", NoiseParams(1.477e-5, 9.6e-9, "iso-prior"), engine, spec)
+    quarter = denoise_mosaic(mosaic, "RGGB", NoiseParams(1.477e-5 / 4, 9.6e-9 / 4, "iso-prior"), engine, spec)
+    assert np.max(np.abs(at_floor - mosaic)) > 1e-4  # the net does smooth this texture
+    np.testing.assert_allclose(quarter, (mosaic + at_floor) / 2, atol=2e-6)
+
+
+@pytest.mark.parametrize("sensor", ["sony-a7rm2", "nikon-d800", "canon-5d3"])
+def test_trained_range_weight_is_one_within_the_training_range(sensor: str) -> None:
+    from nnip.simulate.sensor import noise_model_for_iso
+
+    packed = np.random.default_rng(2).random((4, 16, 16), dtype=np.float32)
+    for iso in (100.0, 800.0, 25600.0):
+        model = noise_model_for_iso(iso, sensor)
+        weight = trained_range_weight(packed, NoiseParams(model.a, model.b, "iso-prior"))
+        assert weight.shape == packed.shape and np.all(weight == 1.0)
+    half = trained_range_weight(packed, NoiseParams(1.477e-5 / 4, 9.6e-9 / 4, "iso-prior"))
+    assert np.allclose(half, 0.5, atol=1e-6)
 
 
 @pytest.mark.parametrize("pattern", BAYER_PATTERNS)

@@ -141,3 +141,22 @@ def test_noise_free_capture_is_only_quantised(tmp_path) -> None:
     assert np.abs(record["mosaic"] - target).max() <= step
     noisy = simulate_dng(clean, tmp_path / "y.dng", noise=True, optics=False, iso=3200)
     assert np.abs(noisy["mosaic"] - target).max() > 10 * step
+
+
+def test_a_noise_free_dng_reports_only_its_quantisation_noise(tmp_path) -> None:
+    # Its NoiseProfile must not claim the sensor's noise: `--denoise auto` would smooth it.
+    from nnip.develop.noise import noise_params
+    from nnip.raw.frame import read_raw
+    from nnip.simulate.pairs import simulate_dng
+
+    clean = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    noisy = simulate_dng(clean, tmp_path / "noisy.dng", iso=50.0, sensor="sony-a7rm2", optics=False)
+    quiet = simulate_dng(clean, tmp_path / "quiet.dng", iso=50.0, sensor="sony-a7rm2", optics=False,
+                         noise=False)
+    frame = read_raw(quiet["path"])
+    a, b = frame.noise_profile
+    step = 1.0 / (quiet["white_level"] - quiet["black_level"])
+    assert a == pytest.approx(1e-7) and b == pytest.approx(step * step / 12)
+    assert read_raw(noisy["path"]).noise_profile == pytest.approx((noisy["noise_a"], noisy["noise_b"]))
+    params, notices = noise_params(frame)
+    assert params.source == "dng-noiseprofile" and not notices
