@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+import time
 import re
 import resource
 import shlex
@@ -86,9 +87,24 @@ def _ram_gib() -> float:
 
 
 def machine() -> str:
-    """One line: CPU model, logical cores, RAM, OS."""
+    """One line: CPU model, logical cores, RAM, OS, and the host's speed when the section is
+    written (a shared virtual machine's speed drifts: the same 2048^3 matmul measured 358 and
+    301 GFLOP/s on two days, and every speed figure moved with it)."""
     return (f"{_cpu_model()}, {os.cpu_count()} logical cores, {_ram_gib():.0f} GiB RAM, "
-            f"{platform.system()} {platform.release()}")
+            f"{platform.system()} {platform.release()}; float32 matmul now {matmul_gflops():.0f} GFLOP/s")
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
+    """Best-of-``repeats`` numpy float32 ``size``^3 matrix product, GFLOP/s (~0.2 s)."""
+    import numpy as np  # noqa: PLC0415
+
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best / 1e9
 
 
 def utc_now() -> str:
