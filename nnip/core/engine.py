@@ -24,7 +24,7 @@ import numpy as np
 
 from nnip.core.errors import ModelError, ModelIntegrityError, ProviderError
 from nnip.core.models import ModelSpec, Registry
-from nnip.core.tiling import BatchFn, ProgressFn, min_tile, run_tiled, run_whole
+from nnip.core.tiling import BatchFn, ProgressFn, TileSource, min_tile, run_tiled, run_whole
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -314,9 +314,10 @@ class Engine:
         # A wrong input list is a bug in the calling stage, not a user problem: ValueError.
         if len(inputs) != len(spec.inputs):
             raise ValueError(f"model {spec.name!r} takes {len(spec.inputs)} inputs, got {len(inputs)}")
-        arrays = [np.asarray(a, dtype=np.float32) for a in inputs]
+        arrays = [a if isinstance(a, TileSource) and not isinstance(a, np.ndarray)
+                  else np.asarray(a, dtype=np.float32) for a in inputs]
         for array, tspec in zip(arrays, spec.inputs):
-            if array.ndim != 3 or array.shape[0] != tspec.channels:
+            if len(array.shape) != 3 or array.shape[0] != tspec.channels:
                 raise ValueError(
                     f"model {spec.name!r} input {tspec.name!r} wants ({tspec.channels}, H, W), "
                     f"got {array.shape}"
@@ -338,7 +339,7 @@ class Engine:
         ----------
         spec : ModelSpec
             The model; its ``margin``, ``align`` and ``scale`` drive the tiling.
-        inputs : sequence of ndarray, float32, shape (C_i, H, W)
+        inputs : sequence of ndarray, float32, shape (C_i, H, W), or ``TileSource``
             The model's inputs in manifest order, all the same H, W; channels, range and
             transfer function as the spec's inputs state.
         tile : int, optional

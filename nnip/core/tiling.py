@@ -27,13 +27,14 @@ straight from the input with reflected index arrays, the whole image is never pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from nnip.core.errors import ModelIntegrityError
 
 __all__ = [
+    "TileSource",
     "Region",
     "Tile",
     "BatchFn",
@@ -214,8 +215,25 @@ def reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
     return np.where(idx >= length, period - idx, idx)
 
 
-def gather(image: np.ndarray, region: Region) -> np.ndarray:
-    """The pixels of ``region`` from a CHW ``image``, reflected where outside it.
+@runtime_checkable
+class TileSource(Protocol):
+    """An input made where a tile needs it instead of held whole: a conditioning map that
+    is a function of the pixel position (the lens model's optics planes: 4 float32 planes,
+    384 MB on 24 MP) passes as one of these wherever an input array may.
+
+    ``shape`` is (C, H, W); ``region(top, left, height, width)`` returns float32
+    (C, height, width) for a rectangle inside the image, equal to the same pixels of the
+    whole map. :func:`gather` reflects at the borders as it does for arrays.
+    """
+
+    shape: tuple[int, int, int]
+
+    def region(self, top: int, left: int, height: int, width: int) -> np.ndarray: ...
+
+
+def gather(image: np.ndarray | TileSource, region: Region) -> np.ndarray:
+    """The pixels of ``region`` from a CHW ``image`` (or :class:`TileSource`), reflected
+    where outside it.
 
     Returns
     -------
@@ -223,23 +241,31 @@ def gather(image: np.ndarray, region: Region) -> np.ndarray:
     """
     _, height, width = image.shape
     if Region(0, 0, height, width).contains(region):
-        rows, cols = region.slices()
-        return np.ascontiguousarray(image[:, rows, cols], dtype=np.float32)
+        return np.ascontiguousarray(_window(image, region.y0, region.y1, region.x0, region.x1),
+                                    dtype=np.float32)
     rows = reflect_indices(region.y0, region.y1, height)
     cols = reflect_indices(region.x0, region.x1, width)
     # Take from the bounding window of the reflected indices (a view), one axis at a
     # time: the intermediate is tile-sized, never a full-width strip of the image.
     r0, c0 = int(rows.min()), int(cols.min())
-    window = image[:, r0 : int(rows.max()) + 1, c0 : int(cols.max()) + 1]
+    window = _window(image, r0, int(rows.max()) + 1, c0, int(cols.max()) + 1)
     out = np.take(np.take(window, rows - r0, axis=1), cols - c0, axis=2)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _window(image: np.ndarray | TileSource, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Rows ``y0:y1`` and columns ``x0:x1`` (inside the image): a view, or a made region."""
+    if isinstance(image, TileSource) and not isinstance(image, np.ndarray):
+        return image.region(y0, x0, y1 - y0, x1 - x0)
+    return image[:, y0:y1, x0:x1]
 
 
 def _check_inputs(inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int, int]:
     if not inputs:
         raise ValueError("need at least one input array")
-    arrays = [np.asarray(a) for a in inputs]
-    if any(a.ndim != 3 for a in arrays):
+    arrays = [a if isinstance(a, TileSource) and not isinstance(a, np.ndarray) else np.asarray(a)
+              for a in inputs]
+    if any(len(a.shape) != 3 for a in arrays):
         raise ValueError(f"inputs must be CHW, got shapes {[a.shape for a in arrays]}")
     sizes = {a.shape[1:] for a in arrays}
     if len(sizes) != 1:
@@ -288,7 +314,7 @@ def run_tiled(
     run_batch_fn : callable
         ``list[ndarray (N, C_i, h, w)] -> ndarray (N, out_channels, h * scale, w * scale)``,
         float32, one array per model input in the model's input order.
-    inputs : sequence of ndarray, float32, shape (C_i, H, W)
+    inputs : sequence of ndarray, float32, shape (C_i, H, W), or ``TileSource``
         The model's inputs, all with the same H and W; values and transfer function are
         whatever the model expects (passed through untouched).
     scale, margin, align : int

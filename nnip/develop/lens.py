@@ -520,7 +520,8 @@ def deblur(
         encoded[:, rows] = np.moveaxis(
             encode_transfer(image[rows], spec.inputs[image_at].transfer), -1, 0)
     inputs: list[Any] = [None, None]
-    inputs[image_at], inputs[optics_at] = encoded, optics.planes()
+    # The optics map goes in as a TileSource: made per tile, never whole (384 MB on 24 MP).
+    inputs[image_at], inputs[optics_at] = encoded, optics
     del encoded
     output = engine.run(spec, inputs, tile=tile)
     del inputs

@@ -258,6 +258,16 @@ class OpticsMap:
         """Distance from the centre to the frame corner, pixels (``field_radius`` 1)."""
         return math.hypot(self.height / 2.0, self.width / 2.0)
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, H, W) of :meth:`planes`: with :meth:`region`, the map is a
+        ``nnip.core.tiling.TileSource``, made tile by tile instead of held whole."""
+        return (len(OPTICS_CHANNELS), self.height, self.width)
+
+    def region(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """:meth:`planes` of a rectangle (the ``TileSource`` interface)."""
+        return self.planes(top, left, height, width)
+
     def planes(
         self, top: int = 0, left: int = 0, height: int | None = None, width: int | None = None
     ) -> np.ndarray:

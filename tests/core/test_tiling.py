@@ -340,3 +340,40 @@ def test_measure_margin_with_conditioning_input_and_growing_probe() -> None:
 def test_measure_margin_refuses_a_global_operation() -> None:
     with pytest.raises(ValueError, match="global operation"):
         measure_margin(_single(global_mean_net()), 1, size=16, max_size=64)
+
+
+class _RampSource:
+    """A TileSource: plane 0 = row index, plane 1 = column index squared; counts its calls."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.shape = (2, height, width)
+        self.calls: list[tuple[int, int, int, int]] = []
+
+    def region(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        self.calls.append((top, left, height, width))
+        rows = np.arange(top, top + height, dtype=np.float32)[:, None]
+        cols = np.arange(left, left + width, dtype=np.float32)[None, :]
+        return np.stack([np.broadcast_to(rows, (height, width)),
+                         np.broadcast_to(cols**2, (height, width))]).astype(np.float32)
+
+    def whole(self) -> np.ndarray:
+        return self.region(0, 0, self.shape[1], self.shape[2])
+
+
+@pytest.mark.parametrize("region", [Region(3, 4, 13, 16), Region(-5, -3, 4, 37), Region(20, 30, 34, 39)])
+def test_gather_from_a_tile_source_equals_gather_from_its_array(region: Region) -> None:
+    source = _RampSource(25, 33)
+    assert np.array_equal(gather(source, region), gather(source.whole(), region))
+
+
+def test_run_tiled_takes_a_tile_source_and_never_makes_it_whole(rng: np.random.Generator) -> None:
+    # A conditioning map given as a TileSource: same result as the array, made per tile.
+    height, width = 61, 47
+    image = rng.random((2, height, width), dtype=np.float32)
+    source = _RampSource(height, width)
+    model = _numpy_model(3, 1, 2)
+    kw = dict(scale=2, margin=3, align=1, out_channels=2, tile=20)
+    lazy = run_tiled(model, [image, source], **kw)
+    eager = run_tiled(model, [image, source.whole()], **kw)
+    assert np.array_equal(lazy, eager)
+    assert max(h * w for _, _, h, w in source.calls[:-1]) <= 20 * 20  # tiles, not the image

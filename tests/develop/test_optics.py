@@ -122,3 +122,15 @@ def test_real_canon_file_gets_its_pitch() -> None:
     assert optics.pixel_pitch_um == pytest.approx(22.7 / 2176 * 1000, rel=1e-6)
     assert optics.airy_radius_px == pytest.approx(formula_px(frame.fnumber, 10.43), rel=0.05)
     assert "f/5.6" in optics.describe()
+
+
+def test_an_optics_map_is_a_tile_source_equal_to_its_planes() -> None:
+    # The lens stage hands the map to the engine as a TileSource (never 4 x H x W at once).
+    from nnip.core.tiling import Region, TileSource, gather
+
+    optics = OpticsMap(height=40, width=60, fnumber=8.0, pixel_pitch_um=4.0)
+    whole = optics.planes()
+    assert isinstance(optics, TileSource) and optics.shape == whole.shape
+    np.testing.assert_allclose(optics.region(7, 11, 20, 30), whole[:, 7:27, 11:41], atol=1e-6)
+    for region in (Region(-6, -6, 10, 20), Region(30, 50, 48, 70)):
+        np.testing.assert_allclose(gather(optics, region), gather(whole, region), atol=1e-6)
