@@ -108,7 +108,7 @@ class DevelopOptions:
     highlights: str = "clip"
     # The default develop runs denoise -> demosaic (``auto`` skips quietly without a model).
     # The lens stage stays opt-in (``--lens auto``) until a lens model meets its bars: lens v1
-    # amplifies flat-area noise up to 7.9x and loses centre PSNR (benchmarks/RESULTS.md).
+    # loses centre PSNR wide open, leaves lateral CA and overshoots highlights (RESULTS.md).
     denoise: str = "auto"
     lens: str = "off"
     verbose: bool = False
