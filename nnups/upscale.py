@@ -85,7 +85,7 @@ before the fidelity step: 0 gives a plain (but still faithful) cubic upscale.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -238,18 +238,17 @@ def iter_upscaled_bands(
         # The network of band k + 1 runs (onnxruntime, GIL released) while this thread
         # finishes band k (numpy, one core): on 2 cores that hides most of the fidelity
         # step, for one more band's network output in memory.
-        with ThreadPoolExecutor(1, thread_name_prefix="nnups-network") as pool:
-            pending = pool.submit(network, 0)
-            for index, band in enumerate(bands):
-                detail = pending.result()
-                if index + 1 < len(bands):
-                    pending = pool.submit(network, index + 1)
-                core = _finish_band(detail, reference, band, spec, strength, clip)
-                detail = None
-                alpha = None if image.alpha is None else _upscale_alpha_rows(image.alpha, band, scale)
-                # (C, rows, W) -> a (rows, W, C) view; the consumer makes the one copy.
-                yield ImageBand(scale * band.core[0], np.moveaxis(core, 0, -1), alpha)
-                core = alpha = None  # the consumer is done with them: freed before the next band
+        pending = _Background(network, 0)
+        for index, band in enumerate(bands):
+            detail = pending.result()
+            if index + 1 < len(bands):
+                pending = _Background(network, index + 1)
+            core = _finish_band(detail, reference, band, spec, strength, clip)
+            detail = None
+            alpha = None if image.alpha is None else _upscale_alpha_rows(image.alpha, band, scale)
+            # (C, rows, W) -> a (rows, W, C) view; the consumer makes the one copy.
+            yield ImageBand(scale * band.core[0], np.moveaxis(core, 0, -1), alpha)
+            core = alpha = None  # the consumer is done with them: freed before the next band
 
     return results()
 
@@ -394,6 +393,36 @@ class _BandProgress:
             report(offset + done[0], total)
 
         return band_progress
+
+
+class _Background:
+    """One call on a daemon thread; :meth:`result` joins it and returns or raises.
+
+    Not a ThreadPoolExecutor: a signal (Ctrl-C, SIGTERM) landing in the main thread while
+    an executor starts its worker can leave that worker unregistered and waiting forever,
+    and the interpreter then hangs at exit joining it. A daemon thread never holds up the
+    exit; an interrupted batch just drops the band it was computing.
+    """
+
+    def __init__(self, fn: Callable[..., np.ndarray | None], *args: object) -> None:
+        self._value: np.ndarray | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
+                                        name="nnups-network")
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., np.ndarray | None], args: tuple[object, ...]) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
+            self._error = exc
+
+    def result(self) -> np.ndarray | None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        value, self._value = self._value, None
+        return value
 
 
 def _band_network(
