@@ -314,8 +314,8 @@ class Engine:
         # A wrong input list is a bug in the calling stage, not a user problem: ValueError.
         if len(inputs) != len(spec.inputs):
             raise ValueError(f"model {spec.name!r} takes {len(spec.inputs)} inputs, got {len(inputs)}")
-        arrays = [a if isinstance(a, TileSource) and not isinstance(a, np.ndarray)
-                  else np.asarray(a, dtype=np.float32) for a in inputs]
+        arrays = [a if isinstance(a, TileSource) else np.asarray(a, dtype=np.float32)
+                  for a in inputs]
         for array, tspec in zip(arrays, spec.inputs):
             if len(array.shape) != 3 or array.shape[0] != tspec.channels:
                 raise ValueError(

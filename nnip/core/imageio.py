@@ -975,11 +975,7 @@ def write_image(
         The format cannot store what is asked (16-bit JPEG, transparency in JPEG) or the
         file cannot be written.
     """
-    fmt = _output_format(Path(path), format, image.meta.format)
-    bits = _output_bits(fmt, bits, image.meta.bit_depth)
-    _check_compression(compression)
-    if not 1 <= quality <= 100:
-        raise ValueError(f"quality must be 1..100, got {quality}")
+    fmt, bits = _write_plan(path, image.meta, format, bits, quality, compression)
     samples = _to_samples(image, bits, drop_alpha=fmt == "jpeg")
     software = software or f"nnip {__version__}"
     meta = _output_meta(image.meta, image.width, image.height, software)
@@ -1016,11 +1012,7 @@ def write_image_bands(
     OutputError
         As :func:`write_image` (transparency in a JPEG, at the band that has it).
     """
-    fmt = _output_format(Path(path), format, meta.format)
-    bits = _output_bits(fmt, bits, meta.bit_depth)
-    _check_compression(compression)
-    if not 1 <= quality <= 100:
-        raise ValueError(f"quality must be 1..100, got {quality}")
+    fmt, bits = _write_plan(path, meta, format, bits, quality, compression)
     height, width, channels = shape
     keep_alpha = alpha and fmt != "jpeg"
     samples = np.empty((height, width, channels + keep_alpha), dtype=_SAMPLE_DTYPES[bits])
@@ -1036,6 +1028,17 @@ def write_image_bands(
     software = software or f"nnip {__version__}"
     out_meta = _output_meta(meta, width, height, software)
     _write_samples(Path(path), fmt, samples, out_meta, quality, compression, software)
+
+
+def _write_plan(path: str | os.PathLike[str], meta: ImageMeta, format: str | None,
+                bits: int | None, quality: int, compression: str) -> tuple[str, int]:
+    """(format, bits) of a write, its arguments checked (both whole and banded writers)."""
+    fmt = _output_format(Path(path), format, meta.format)
+    bits = _output_bits(fmt, bits, meta.bit_depth)
+    _check_compression(compression)
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be 1..100, got {quality}")
+    return fmt, bits
 
 
 def _write_samples(path: Path, fmt: str, samples: np.ndarray, meta: ImageMeta, quality: int,

@@ -255,7 +255,7 @@ def gather(image: np.ndarray | TileSource, region: Region) -> np.ndarray:
 
 def _window(image: np.ndarray | TileSource, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
     """Rows ``y0:y1`` and columns ``x0:x1`` (inside the image): a view, or a made region."""
-    if isinstance(image, TileSource) and not isinstance(image, np.ndarray):
+    if isinstance(image, TileSource):
         return image.region(y0, x0, y1 - y0, x1 - x0)
     return image[:, y0:y1, x0:x1]
 
@@ -263,7 +263,7 @@ def _window(image: np.ndarray | TileSource, y0: int, y1: int, x0: int, x1: int) 
 def _check_inputs(inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int, int]:
     if not inputs:
         raise ValueError("need at least one input array")
-    arrays = [a if isinstance(a, TileSource) and not isinstance(a, np.ndarray) else np.asarray(a)
+    arrays = [a if isinstance(a, TileSource) else np.asarray(a)
               for a in inputs]
     if any(len(a.shape) != 3 for a in arrays):
         raise ValueError(f"inputs must be CHW, got shapes {[a.shape for a in arrays]}")
