@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--new-cycle", action="store_true",
                         help="on --resume, start a fresh learning-rate cycle at the config's lr "
                              "(with --set lr=...) instead of finishing the run's current one")
+    parser.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
+                        help="start a fresh run from this checkpoint's weights and config "
+                             "(fine-tuning, e.g. with --set for changed data); a run OUT "
+                             "can --resume is resumed instead")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training knob (batch, lr, ...), also on --resume, where "
                              "the run's own config otherwise wins; VALUE is read as JSON")
@@ -105,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         new_cycle=args.new_cycle,
         overrides=overrides,
+        init=args.init,
         data_dirs=data_dirs,
         cache_dir=args.cache,
         command=command,

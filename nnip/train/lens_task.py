@@ -449,9 +449,11 @@ class LensBatches(torch.utils.data.IterableDataset):
             yield (image, optics), target
 
 
-def _lens_val(teachers: Sequence[np.ndarray], crop: int, context: int,
-              seed: int = 4321) -> list[ValItem]:
-    """Centre crops of held-out teachers under :data:`VAL_CONDITIONS`, fixed noise."""
+def _lens_val(teachers: Sequence[np.ndarray], crop: int, context: int, seed: int = 4321,
+              demosaic: Callable[[np.ndarray, Sequence[float]], np.ndarray] = malvar_demosaic,
+              ) -> list[ValItem]:
+    """Centre crops of held-out teachers under :data:`VAL_CONDITIONS`, fixed noise,
+    demosaicked as training demosaics (``demosaic``)."""
     items = []
     for index, teacher in enumerate(teachers):
         h, w = teacher.shape[:2]
@@ -468,7 +470,7 @@ def _lens_val(teachers: Sequence[np.ndarray], crop: int, context: int,
         rng = np.random.default_rng([seed, index])
         image, optics, target = simulate_lens_pair(
             rgb, rng, lens=lens, field=_field_at(size, rho, 0.7 + index), iso=iso,
-            context=context, exposure=0.8)
+            context=context, exposure=0.8, demosaic=demosaic)
         items.append(((image, optics), target))
     return items
 
@@ -502,7 +504,7 @@ def _build_lens_data(
     cache = TeacherCache(cache_dir)
     sampler = lens_sampler(config, train_paths, cache)
     val = _lens_val(cache.get_all(val_paths, min_size=64), int(config["val_crop"]),
-                    int(config["context"]))
+                    int(config["context"]), demosaic=demosaicker(config["demosaic"]))
     train, stream = _training_stream(config, sampler, train_paths, cache_dir, seed)
     teachers = sampler.teachers
     megapixels = sum(t.shape[0] * t.shape[1] for t in teachers) / 1e6

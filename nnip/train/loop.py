@@ -55,6 +55,7 @@ class RunOptions:
     workers: int = 1  # data worker processes
     new_cycle: bool = False  # drop a resumed run's unfinished cycle: start one at config lr
     overrides: Mapping[str, Any] = field(default_factory=dict)  # knobs that beat a resumed config
+    init: Path | None = None  # a fresh run starts from this checkpoint's weights (fine-tuning)
     data_dirs: Sequence[Path] = ()
     cache_dir: Path = Path("runs/cache/teachers")
     command: str = ""
@@ -155,6 +156,7 @@ def _provenance(options: RunOptions, data: TaskData) -> dict[str, Any]:
         "data_description": data.description,
         "command": options.command,
         "commit": git_commit(),
+        **({"init": str(options.init)} if options.init else {}),
     }
 
 
@@ -167,6 +169,13 @@ def _read_last(options: RunOptions) -> dict[str, Any] | None:
         log.warning("--resume: no %s yet, starting from scratch", path)
         return None
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _read_init(options: RunOptions) -> dict[str, Any] | None:
+    """The checkpoint whose weights a fresh run starts from (``--init``), or None."""
+    if options.init is None:
+        return None
+    return torch.load(options.init, map_location="cpu", weights_only=False)
 
 
 def _restore(checkpoint: Mapping[str, Any] | None, model, optimizer) -> _State:
@@ -296,6 +305,10 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
         log.info("--resume: using the run's own config, not the one given%s",
                  f" (new keys taken: {', '.join(added)})" if added else "")
         config = {**dict(config), **dict(checkpoint["config"])}
+    init = _read_init(options) if checkpoint is None else None
+    if init is not None:
+        # The network is the init's: its config wins (then --set), as on a resume.
+        config = {**dict(config), **dict(init["config"])}
     if options.overrides:
         log.info("--set: %s", ", ".join(f"{k}={v}" for k, v in options.overrides.items()))
         config = {**dict(config), **dict(options.overrides)}
@@ -304,6 +317,10 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
         model.parameters(), lr=float(config["lr"]), weight_decay=float(config.get("weight_decay", 0.0))
     )
     state = _restore(checkpoint, model, optimizer)
+    if init is not None:
+        model.load_state_dict(init["model"])
+        log.info("--init: weights of %s (step %d); a new run from step 0", options.init,
+                 int(init["step"]))
     if options.new_cycle:
         state.schedule = None
     del checkpoint

@@ -78,6 +78,34 @@ def test_train_resume_export_and_load(tmp_path, images, monkeypatch):
     assert session.run(None, {"image": lr})[0].shape == (1, 3, 40, 48)
 
 
+def test_init_starts_a_new_run_from_another_runs_weights(tmp_path, images):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "base": "fast", "channels": 8, "blocks": 1, "patch": 16, "batch": 4,
+        "val_crop": 48, "holdout_every": 3, "warmup_steps": 2, "checkpoint_minutes": 100,
+    }))
+    common = ["upscale", "--data", str(images), "--cache", str(tmp_path / "cache"),
+              "--threads", "1", "--minutes", "2"]
+    source = tmp_path / "source"
+    assert main(common + ["--config", str(config), "--out", str(source), "--max-steps", "5"]) == 0
+    parent = torch.load(source / "last.pt", weights_only=False)
+
+    # The given config ("fast", 32+ channels) loses to the init's network; --set still wins.
+    tuned = tmp_path / "tuned"
+    args = common + ["--config", "fast", "--init", str(source / "last.pt"), "--resume",
+                     "--set", "lr=1e-5", "--out", str(tuned)]
+    assert main(args + ["--max-steps", "0"]) == 0
+    child = torch.load(tuned / "last.pt", weights_only=False)
+    assert child["step"] == 0 and child["config"]["channels"] == 8 and child["config"]["lr"] == 1e-5
+    assert child["provenance"]["init"] == str(source / "last.pt")
+    for name, weight in parent["model"].items():
+        assert torch.equal(weight, child["model"][name]), name
+
+    # A run that has its own last.pt resumes it; --init is then ignored.
+    assert main(args + ["--max-steps", "3"]) == 0
+    assert torch.load(tuned / "last.pt", weights_only=False)["step"] == 3
+
+
 def test_unknown_task_and_missing_data_exit_2(tmp_path, capsys):
     assert main(["sharpen", "--out", str(tmp_path)]) == 2
     assert "no trainable task 'sharpen'" in capsys.readouterr().err
