@@ -42,7 +42,12 @@ The neural deblur (task ``lens``) - model contract:
 Where a channel of the input is clipped (at or above :data:`CLIP_LEVEL`), the input value is
 kept (the network does the same inside, so training and inference agree): what the sensor
 lost cannot be recovered, and leaving it untouched keeps the highlight stage's view of
-clipped pixels and cannot ring.
+clipped pixels and cannot ring. Around clipped pixels, within the blur's reach
+(:func:`clip_guard_px`), the correction may darken but not brighten: the halo there is
+light spilled from a source whose true brightness and shape the clip hid, so the network
+cannot know how much of it to pull back in, and raising it is exactly the overshoot
+deconvolution is known for (issue 7's highlight bar). The guard is full up to that reach
+and fades out over as much again, so it leaves no seam.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ if TYPE_CHECKING:
 __all__ = [
     "LENS_MODES",
     "CLIP_LEVEL",
+    "clip_guard_px",
+    "clip_guard_weight",
     "LENS_SCORE_MIN",
     "parse_lens",
     "lensfun_database",
@@ -95,6 +102,8 @@ LENS_SCORE_MIN = 50
 #: Focus distance (m) assumed for vignetting: EXIF rarely has it; lensfun's own default.
 DEFAULT_DISTANCE_M = 1000.0
 
+#: Airy radius (px) the highlight guard assumes when the optics map is blind.
+_BLIND_GUARD_AIRY_PX = 4.0
 _STRIP_ROWS = 256  # rows resampled at once (bounds the coordinate arrays' memory)
 _SPLINE_MARGIN = 20  # rows of context for a strip's cubic-spline prefilter
 
@@ -481,6 +490,35 @@ def check_lens_model(spec: "ModelSpec") -> tuple[int, int]:
     return layouts.index("rgb"), layouts.index("optics")
 
 
+def clip_guard_px(airy_radius_px: float | None) -> int:
+    """How far (px) from a clipped pixel the correction may not brighten: two Airy radii
+    (the diffraction halo's first rings) plus 4 px for aberration blur; a blind map
+    assumes the f/16-f/22 diffraction of a small-pixel camera."""
+    airy = _BLIND_GUARD_AIRY_PX if airy_radius_px is None else float(airy_radius_px)
+    return int(math.ceil(2.0 * airy)) + 4
+
+
+def clip_guard_weight(image: np.ndarray, rows: slice, guard_px: int) -> np.ndarray | None:
+    """Rows ``rows`` of the guard around clipped pixels (module notes), float32 (h, W).
+
+    1 within ``guard_px`` (Chebyshev distance) of a pixel with a clipped channel, fading to
+    0 at about twice that; None when no clipped pixel is near (the common case). Works on a
+    window of the rows plus a margin, so a strip's guard equals the whole image's.
+    """
+    from scipy import ndimage
+
+    half = guard_px // 2  # the fade: a box of 2 half + 1 over the mask dilated by guard + half
+    reach = guard_px + half
+    margin = reach + half + 1
+    top, bottom = max(0, rows.start - margin), min(image.shape[0], rows.stop + margin)
+    clipped = (image[top:bottom] >= CLIP_LEVEL).any(axis=2)
+    if not clipped.any():
+        return None
+    near = ndimage.maximum_filter(clipped.view(np.uint8), size=2 * reach + 1, mode="constant")
+    weight = ndimage.uniform_filter(near.astype(np.float32), size=2 * half + 1, mode="nearest")
+    return weight[rows.start - top:rows.stop - top]
+
+
 def deblur(
     rgb: np.ndarray,
     optics: OpticsMap,
@@ -505,7 +543,8 @@ def deblur(
     Returns
     -------
     ndarray, float32, shape (H, W, 3)
-        Same units, not clipped; clipped input values (>= :data:`CLIP_LEVEL`) kept.
+        Same units, not clipped; clipped input values (>= :data:`CLIP_LEVEL`) kept, and
+        no pixel near them brighter than it was (module notes).
     """
     image = np.asarray(rgb, dtype=np.float32)
     if (optics.height, optics.width) != image.shape[:2]:
@@ -526,11 +565,16 @@ def deblur(
     output = engine.run(spec, inputs, tile=tile)
     del inputs
     corrected = np.empty_like(image)
+    guard_px = clip_guard_px(optics.airy_radius_px)
     for top in range(0, height, _STRIP_ROWS):
-        rows = slice(top, top + _STRIP_ROWS)
+        rows = slice(top, min(height, top + _STRIP_ROWS))
         block = decode_transfer(np.moveaxis(output[:, rows], 0, -1), spec.outputs[0].transfer)
-        clipped = image[rows] >= CLIP_LEVEL
-        block[clipped] = image[rows][clipped]
+        before = image[rows]
+        guard = clip_guard_weight(image, rows, guard_px)
+        if guard is not None:
+            block -= np.maximum(block - before, 0.0) * guard[..., None]
+        clipped = before >= CLIP_LEVEL
+        block[clipped] = before[clipped]
         corrected[rows] = block
     return corrected
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,8 @@ from nnip.core.errors import ModelNotFoundError
 from nnip.develop import colour
 from nnip.develop.lens import (
     CLIP_LEVEL,
+    clip_guard_px,
+    clip_guard_weight,
     Lens,
     ProfileCorrection,
     apply_profile,
@@ -216,10 +220,39 @@ def test_deblur_feeds_encoded_image_and_optics_and_keeps_clipped(lens_registry) 
     expected = colour.decode_transfer(
         colour.encode_transfer(rgb, "srgb") + 0.01 * optics.airy_radius_px, "srgb")
     clipped = rgb >= CLIP_LEVEL
-    np.testing.assert_allclose(out[~clipped], expected[~clipped], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(out[clipped], rgb[clipped])
+    # The model brightens everything: near the highlight the guard undoes it, far away not.
+    guard = clip_guard_px(optics.airy_radius_px)
+    assert guard == math.ceil(2 * optics.airy_radius_px) + 4
+    near = np.zeros((30, 45), dtype=bool)
+    near[max(0, 3 - guard):6 + guard, max(0, 4 - guard):9 + guard] = True
+    far = np.ones((30, 45), dtype=bool)
+    far[:6 + 2 * guard + 2, :9 + 2 * guard + 2] = False
+    np.testing.assert_allclose(out[near], rgb[near], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out[far], expected[far], rtol=1e-5, atol=1e-6)
+    between = ~near & ~far
+    assert (out[between] >= rgb[between] - 1e-7).all() and (out[between] <= expected[between] + 1e-6).all()
     with pytest.raises(ValueError, match="optics map"):
         deblur(rgb[:20], optics, engine, spec)
+
+
+def test_clip_guard_by_strips_equals_the_whole_image() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0.0, 0.9, size=(300, 80, 3)).astype(np.float32)
+    image[150, 40, 2] = 1.0
+    image[5, 70] = 1.0
+    whole = clip_guard_weight(image, slice(0, 300), 10)
+    assert whole[150, 40] == 1.0 and whole[150 - 10, 40 + 10] == 1.0 and whole[100, 40] == 0.0
+    assert 0.0 < whole[150 + 16, 40] < 1.0  # fading out
+    strips = []
+    for top in range(0, 300, 64):
+        rows = slice(top, min(300, top + 64))
+        weight = clip_guard_weight(image, rows, 10)  # None: no clipped pixel near the strip
+        strips.append(np.zeros((rows.stop - top, 80), np.float32) if weight is None else weight)
+    strips = np.concatenate(strips)
+    np.testing.assert_array_equal(strips, whole)
+    assert clip_guard_weight(image * 0.5, slice(0, 300), 10) is None
+    assert clip_guard_px(None) == clip_guard_px(4.0)
 
 
 # --------------------------------------------------------------------------- the stage
