@@ -85,13 +85,13 @@ before the fidelity step: 0 gives a plain (but still faithful) cubic upscale.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from nnip.core import imageio
+from nnip.core.background import Background
 from nnip.core.imageio import Image, ImageBand, OutputPlan
 from nnip.core.models import ModelSpec
 from nnip.core.tiling import align_up, min_tile, plan_tiles
@@ -238,11 +238,11 @@ def iter_upscaled_bands(
         # The network of band k + 1 runs (onnxruntime, GIL released) while this thread
         # finishes band k (numpy, one core): on 2 cores that hides most of the fidelity
         # step, for one more band's network output in memory.
-        pending = _Background(network, 0)
+        pending = Background(network, 0, name="nnups-network")
         for index, band in enumerate(bands):
             detail = pending.result()
             if index + 1 < len(bands):
-                pending = _Background(network, index + 1)
+                pending = Background(network, index + 1, name="nnups-network")
             core = _finish_band(detail, reference, band, spec, strength, clip)
             detail = None
             alpha = None if image.alpha is None else _upscale_alpha_rows(image.alpha, band, scale)
@@ -393,36 +393,6 @@ class _BandProgress:
             report(offset + done[0], total)
 
         return band_progress
-
-
-class _Background:
-    """One call on a daemon thread; :meth:`result` joins it and returns or raises.
-
-    Not a ThreadPoolExecutor: a signal (Ctrl-C, SIGTERM) landing in the main thread while
-    an executor starts its worker can leave that worker unregistered and waiting forever,
-    and the interpreter then hangs at exit joining it. A daemon thread never holds up the
-    exit; an interrupted batch just drops the band it was computing.
-    """
-
-    def __init__(self, fn: Callable[..., np.ndarray | None], *args: object) -> None:
-        self._value: np.ndarray | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
-                                        name="nnups-network")
-        self._thread.start()
-
-    def _run(self, fn: Callable[..., np.ndarray | None], args: tuple[object, ...]) -> None:
-        try:
-            self._value = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
-            self._error = exc
-
-    def result(self) -> np.ndarray | None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        value, self._value = self._value, None
-        return value
 
 
 def _band_network(

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
+from nnip.core.background import Background
 from nnip.core.errors import InputError, NnipError, OutputError, OutputExistsError
 from nnip.core.runlog import FileState, RunLog, file_state
 
@@ -565,56 +566,56 @@ def _run_staged(
     Only the main thread reports, file by file in input order; the two helper threads
     just run a step and keep its outcome in the file's :class:`_FileRun`.
     """
-    with ThreadPoolExecutor(1, thread_name_prefix="nnip-load") as loader, \
-            ThreadPoolExecutor(1, thread_name_prefix="nnip-save") as saver:
+    # Daemon threads (nnip.core.background), not executors: see why there.
+    def begin(task: _Task) -> tuple[int, _FileRun, Background | None]:
+        index, item, out = task
+        run = _FileRun(item, out, options, run_log)
+        loading = (Background(run.attempt, stages.load, item.path, name="nnip-load")
+                   if run.begin() else None)
+        return index, run, loading
 
-        def begin(task: _Task) -> tuple[int, _FileRun, Future[Any] | None]:
-            index, item, out = task
-            run = _FileRun(item, out, options, run_log)
-            loading = loader.submit(run.attempt, stages.load, item.path) if run.begin() else None
-            return index, run, loading
+    def settle(pending: tuple[int, _FileRun, Background]) -> None:
+        index, run, saving = pending
+        extra = saving.result()
+        if slots[index] is None:  # once, also when Ctrl-C came while it was reported
+            slots[index] = run.finish(extra, reporter)
+            reporter.record(slots[index])
 
-        def settle(pending: tuple[int, _FileRun, Future[Any]]) -> None:
-            index, run, saving = pending
-            extra = saving.result()
-            if slots[index] is None:  # once, also when Ctrl-C came while it was reported
-                slots[index] = run.finish(extra, reporter)
+    queue = iter(tasks)
+    ahead: tuple[int, _FileRun, Background | None] | None = begin(next(queue))
+    behind: tuple[int, _FileRun, Background] | None = None  # the save in flight
+    try:
+        while ahead is not None:
+            index, run, loading = ahead
+            loaded = loading.result() if loading is not None else None
+            loading = ahead = None
+            following = next(queue, None)
+            ahead = begin(following) if following is not None else None
+            if behind is not None and behind[2].done():  # report as soon as possible
+                settle(behind)
+                behind = None
+            processed = run.attempt(stages.process, loaded, run.out) if run.ok else None
+            del loaded
+            if behind is not None:
+                settle(behind)
+                behind = None
+            if run.ok:
+                saving = Background(run.attempt, stages.save, processed, run.out,
+                                    name="nnip-save")
+                behind = (index, run, saving)
+            else:
+                slots[index] = run.finish(None, reporter)
                 reporter.record(slots[index])
-
-        queue = iter(tasks)
-        ahead: tuple[int, _FileRun, Future[Any] | None] | None = begin(next(queue))
-        behind: tuple[int, _FileRun, Future[Any]] | None = None  # the save in flight
-        try:
-            while ahead is not None:
-                index, run, loading = ahead
-                loaded = loading.result() if loading is not None else None
-                loading = ahead = None  # the future holds the input too: drop it
-                following = next(queue, None)
-                ahead = begin(following) if following is not None else None
-                if behind is not None and behind[2].done():  # report as soon as possible
-                    settle(behind)
-                    behind = None
-                processed = run.attempt(stages.process, loaded, run.out) if run.ok else None
-                del loaded
-                if behind is not None:
-                    settle(behind)
-                    behind = None
-                if run.ok:
-                    saving = saver.submit(run.attempt, stages.save, processed, run.out)
-                    behind = (index, run, saving)
-                else:
-                    slots[index] = run.finish(None, reporter)
-                    reporter.record(slots[index])
-                del processed
-            if behind is not None:
-                settle(behind)
-        except KeyboardInterrupt:
-            # The save in flight finishes (its write is atomic) and is reported; a file
-            # loaded ahead is dropped.
-            if behind is not None:
-                reporter.message("interrupted: finishing 1 file(s) already started")
-                settle(behind)
-            raise
+            del processed
+        if behind is not None:
+            settle(behind)
+    except KeyboardInterrupt:
+        # The save in flight finishes (its write is atomic) and is reported; a file
+        # loaded ahead is dropped.
+        if behind is not None:
+            reporter.message("interrupted: finishing 1 file(s) already started")
+            settle(behind)
+        raise
 
 
 def _run_pool(
