@@ -34,9 +34,11 @@ Methods:
   by the best PSNR against the reference (an oracle).
 - unsharp: a Gaussian unsharp mask on the linear camera RGB, radius and amount chosen the
   same oracle way.
-- ours: the ``lens`` model through :func:`nnip.develop.lens.deblur`, the optics map built
-  from the true f-number and pixel pitch (what the EXIF focal-plane resolution states);
-  "not installed" when there is none.
+- ours: what ``--lens deblur`` does: the lateral-CA stage on the mosaic (measured in the
+  image: the simulated lens has no lensfun profile), the demosaic, then the ``lens`` model
+  through :func:`nnip.develop.lens.deblur`, the optics map built from the true f-number and
+  pixel pitch (what the EXIF focal-plane resolution states); "not installed" when there is
+  none. "ours lateral CA only" is the first part alone.
 
 Further figures (``f/2`` for lateral CA; every method):
 
@@ -108,6 +110,9 @@ class Context:
     lens: object
     psfs: np.ndarray  # (G, G, k, k, 3)
     iso: float
+    # The same capture developed with the project's lateral-CA stage (on the mosaic,
+    # before the demosaic): what the lens network is given.
+    ca_corrected: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- metrics
@@ -258,23 +263,25 @@ class Developer:
     registry: object | None
     demosaic: str
 
-    def _stages(self):
+    def _stages(self, lens: str = "off"):
         from nnip.develop.pipeline import DevelopOptions, build_pipeline
 
         # Denoise off (the develop default is auto): the lens methods are compared on the
         # same noisy demosaicked frame, noise amplification included.
-        stages = build_pipeline(DevelopOptions(demosaic=self.demosaic, denoise="off"),
+        stages = build_pipeline(DevelopOptions(demosaic=self.demosaic, denoise="off", lens=lens),
                                 self.engine, self.registry)
         at = [s.name for s in stages].index("lens")
         return stages[:at], stages[at + 1:]
 
-    def camera(self, path: Path):
-        """The DevelopFrame right before the lens stage (demosaicked camera RGB)."""
+    def camera(self, path: Path, lens: str = "off"):
+        """The DevelopFrame right before the lens stage (demosaicked camera RGB); with
+        ``lens="deblur"`` the lateral-CA stage has run on the mosaic (measured: the
+        simulated lens has no lensfun profile)."""
         from nnip.develop.pipeline import DevelopFrame
         from nnip.raw.frame import read_raw
 
         work = DevelopFrame.from_raw(read_raw(path))
-        for stage in self._stages()[0]:
+        for stage in self._stages(lens)[0]:
             if stage.enabled:
                 work = stage.apply(work)
         return work
@@ -366,13 +373,19 @@ def ours(engine, spec) -> Method:
     from nnip.develop.optics import OpticsMap
 
     def run(image: np.ndarray, ctx: Context) -> np.ndarray:
-        height, width = image.shape[:2]
+        source = image if ctx.ca_corrected is None else ctx.ca_corrected
+        height, width = source.shape[:2]
         optics = OpticsMap(height=height, width=width, fnumber=ctx.lens.fnumber,
                            pixel_pitch_um=ctx.lens.pixel_pitch_um,
                            pitch_source="simulation")
-        return deblur(image, optics, engine, spec)
+        return deblur(source, optics, engine, spec)
 
     return run
+
+
+def lateral_ca_only(image: np.ndarray, ctx: Context) -> np.ndarray:
+    """The lateral-CA stage alone (on the mosaic), no network."""
+    return image if ctx.ca_corrected is None else ctx.ca_corrected
 
 
 def identity(image: np.ndarray, ctx: Context) -> np.ndarray:
@@ -450,7 +463,7 @@ def quality_part(args, developer: Developer, methods: dict[str, Method | None],
                 reference = developer.finish(clean_work, clean_work.pixels)
                 work = developer.camera(noisy)
                 camera = work.pixels
-                ctx = Context(lens, psfs, iso)
+                ctx = Context(lens, psfs, iso, developer.camera(noisy, "deblur").pixels)
                 tallies = results.setdefault((set_name, condition, iso), {})
                 runs: dict[str, Method] = {"uncorrected": identity}
                 for name, grid in grids.items():
@@ -521,8 +534,9 @@ def ca_part(developer: Developer, ours_methods: dict, chosen: dict,
         clean_work = developer.camera(clean)
         floor = lateral_ca_px(developer.finish(clean_work, clean_work.pixels))
         work = developer.camera(noisy)
+        ctx = Context(lens, ctx_psfs, iso, developer.camera(noisy, "deblur").pixels)
         for name, (choice, method) in _methods_for("f/2", iso, ours_methods, chosen).items():
-            srgb = developer.finish(work, method(work.pixels, Context(lens, ctx_psfs, iso)))
+            srgb = developer.finish(work, method(work.pixels, ctx))
             value = lateral_ca_px(srgb)
             worst[name] = max(worst.get(name, 0.0), value)
             rows.append([iso, name, f"{value:.3f}"])
@@ -606,7 +620,8 @@ def highlights_part(developer: Developer, ours_methods: dict, chosen: dict,
         noisy, clean, record = render_dngs(scene, lens, 100.0, folder, 99, "lights")
         work = developer.camera(noisy)
         camera = work.pixels
-        ctx = Context(lens, true_psfs(lens, *scene.shape[:2]), 100.0)
+        ctx = Context(lens, true_psfs(lens, *scene.shape[:2]), 100.0,
+                      developer.camera(noisy, "deblur").pixels)
         background = float(np.median(record["sharp"][..., 1]))
         base = camera[..., 1]
         for name, (choice, method) in _methods_for(condition, ISOS[0], ours_methods,
@@ -645,7 +660,7 @@ def noise_part(developer: Developer, ours_methods: dict, chosen: dict,
         for iso in ISOS:
             noisy, _, _ = render_dngs(scene, lens, iso, folder, 7, "flat")
             work = developer.camera(noisy)
-            ctx = Context(lens, ctx_psfs, iso)
+            ctx = Context(lens, ctx_psfs, iso, developer.camera(noisy, "deblur").pixels)
             stds = {}
             for name, (choice, method) in _methods_for(condition, iso, ours_methods,
                                                        chosen).items():
@@ -675,6 +690,7 @@ def _our_methods(args) -> tuple[dict[str, Method | None], list[str], object, obj
     for name in names:
         spec = next((s for s in specs if s.name == name or s.name == f"lens-{name}"), None)
         methods[f"ours {name}"] = ours(engine, spec) if spec is not None else None
+    methods["ours lateral CA only"] = lateral_ca_only
     return methods, [describe_model(s) for s in specs], engine, specs
 
 

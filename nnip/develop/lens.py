@@ -6,11 +6,15 @@ missing model is an error), ``auto`` (both where possible; a missing profile or 
 one-line notice). Both parts work on the demosaicked, linear, NOT white-balanced camera RGB
 (1 = the sensor's white level), where a sensor clip is at 1 in every channel.
 
-Order inside the stage: vignetting, then one resampling for distortion + lateral CA (TCA),
-then the network. The profile's TCA is exact for a known lens, so the network (trained
-for lateral CA from none up to 1.5 px) sees only what is left and cannot correct it twice;
-resampling once keeps interpolation softening to one pass; and lensfun's vignetting model
-is defined on the captured geometry, so it goes first.
+Lateral CA (TCA) is not corrected here but on the Bayer mosaic, before the demosaic, by
+the ``lateral-ca`` stage (:mod:`nnip.develop.tca`: the profile's TCA for a known lens, else
+measured in the image), which ``--lens`` drives too: a demosaic absorbs part of a
+misregistration, frequency by frequency, so no resampling of demosaicked RGB can realign
+it (0.27 px left on the lens benchmark's checkerboard, against 0.05 px on the mosaic).
+The network (trained for lateral CA from none up to 1.5 px) sees what is left.
+
+Order inside the stage: vignetting, then one resampling for distortion, then the network.
+lensfun's vignetting model is defined on the captured geometry, so it goes first.
 
 Profile corrections (:func:`find_lens_profile`, :func:`apply_profile`) use the lensfun
 database shipped in the ``lensfunpy`` wheel for the *data*: the camera's crop factor and the
@@ -410,7 +414,7 @@ def apply_profile(
     rgb: np.ndarray, correction: ProfileCorrection, *, order: int = 3,
     scale: float | None = None,
 ) -> np.ndarray:
-    """Vignetting, then distortion + TCA in one resampling (module notes).
+    """Vignetting, then distortion (and TCA, if ``correction`` has it) in one resampling.
 
     Parameters
     ----------
@@ -618,7 +622,7 @@ class Lens:
             return "lens: off"
         parts = []
         if self.wants_profile:
-            parts.append("lensfun profile (vignetting, distortion, TCA)")
+            parts.append("lensfun profile (vignetting, distortion)")
         if self.wants_deblur:
             parts.append(f"nn deblur (model {self.model or 'first installed for task lens'})")
         return f"lens: {self.requested}: " + " + ".join(parts)
@@ -651,7 +655,8 @@ class Lens:
         if not raw.focal_length:
             return frame.pixels, ("lens profile: no focal length in EXIF; profile corrections "
                                   "skipped")
-        correction = profile_correction(profile, raw.focal_length, raw.fnumber)
+        # TCA was corrected on the mosaic (the lateral-ca stage).
+        correction = profile_correction(profile, raw.focal_length, raw.fnumber, tca=False)
         notice = "" if raw.fnumber else "lens profile: no f-number in EXIF; vignetting not corrected"
         return apply_profile(frame.pixels, correction), notice
 

@@ -2,8 +2,11 @@
 
 The order, in this one place (``--verbose`` prints it)::
 
-    normalise -> denoise -> demosaic -> lens -> white balance -> camera matrix
-              -> output space -> highlights -> exposure -> transfer
+    normalise -> denoise -> lateral CA -> demosaic -> lens -> white balance
+              -> camera matrix -> output space -> highlights -> exposure -> transfer
+
+(lateral CA and lens are the two halves of ``--lens``: colour fringes must be realigned on
+the mosaic, before the demosaic absorbs part of them; blur is undone on demosaicked RGB.)
 
 Each stage is a small frozen object with ``name``, ``enabled`` and
 ``apply(frame) -> frame``; :class:`DevelopFrame` carries the pixels plus everything later
@@ -40,6 +43,7 @@ from nnip.develop.demosaic import (
 )
 from nnip.develop.denoise import Denoise, parse_denoise
 from nnip.develop.lens import Lens, parse_lens
+from nnip.develop.tca import LateralCA
 from nnip.raw.frame import RawFrame
 
 if TYPE_CHECKING:
@@ -55,6 +59,7 @@ __all__ = [
     "Stage",
     "Normalise",
     "Denoise",
+    "LateralCA",
     "Demosaic",
     "Lens",
     "WhiteBalanceStage",
@@ -74,8 +79,8 @@ _log = logging.getLogger(__name__)
 
 #: The order of the stages: the single statement of it.
 STAGE_ORDER = (
-    "normalise", "denoise", "demosaic", "lens", "white-balance", "camera-matrix",
-    "output-space", "highlights", "exposure", "transfer",
+    "normalise", "denoise", "lateral-ca", "demosaic", "lens", "white-balance",
+    "camera-matrix", "output-space", "highlights", "exposure", "transfer",
 )
 
 #: Bits per sample each output format can hold (32 = float TIFF).
@@ -561,6 +566,7 @@ def build_pipeline(
     stages: list[Stage] = [
         Normalise(),
         Denoise(options.denoise, engine, registry, options.denoise_model, options.tile),
+        LateralCA(options.lens),
         Demosaic(options.demosaic, engine, registry, options.demosaic_model, options.tile),
         Lens(options.lens, engine, registry, options.lens_model, options.tile),
         WhiteBalanceStage(options.wb),

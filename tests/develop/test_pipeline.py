@@ -60,15 +60,18 @@ def chart_frames(tmp_path_factory) -> dict[str, object]:
 def test_stage_list_is_the_one_order() -> None:
     stages = build_pipeline(DevelopOptions(demosaic="ahd"))
     assert tuple(s.name for s in stages) == STAGE_ORDER == (
-        "normalise", "denoise", "demosaic", "lens", "white-balance", "camera-matrix",
-        "output-space", "highlights", "exposure", "transfer")
+        "normalise", "denoise", "lateral-ca", "demosaic", "lens", "white-balance",
+        "camera-matrix", "output-space", "highlights", "exposure", "transfer")
     lines = describe_pipeline(stages)
-    assert len(lines) == 10 and lines[0].startswith("1. normalise")
+    assert len(lines) == 11 and lines[0].startswith("1. normalise")
     off = [line for line in lines if line.endswith("[off]")]
-    assert [line.split(".")[0] for line in off] == ["4", "9"]  # lens, 0 EV; denoise is on
+    # lateral CA and lens (both --lens, off by default), 0 EV; denoise is on
+    assert [line.split(".")[0] for line in off] == ["3", "5", "10"]
     quiet = describe_pipeline(build_pipeline(DevelopOptions(denoise="off", lens="off")))
-    assert [line.split(".")[0] for line in quiet if line.endswith("[off]")] == ["2", "4", "9"]
-    assert "ahd (LibRaw)" in lines[2]
+    assert [line.split(".")[0] for line in quiet if line.endswith("[off]")] == ["2", "3", "5", "10"]
+    assert "ahd (LibRaw)" in lines[3]
+    lensed = describe_pipeline(build_pipeline(DevelopOptions(lens="deblur")))
+    assert lensed[2] == "3. lateral-ca: measured in the image, on the mosaic"
 
 
 @pytest.mark.parametrize("method", ["bilinear", "ahd"])
@@ -94,7 +97,7 @@ def test_chart_through_the_network(chart_frames, demosaic_registry) -> None:
     rgb, meta = develop(chart_frames["BGGR"], DevelopOptions(demosaic="nn"), engine,
                         demosaic_registry)
     assert chart_delta_e(rgb).mean() < 1.0
-    assert "nn" in meta["pipeline"][2]
+    assert "nn" in meta["pipeline"][3]
 
 
 def test_nn_without_a_model_names_the_task(chart_frames, tmp_path: Path) -> None:

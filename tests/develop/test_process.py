@@ -77,7 +77,7 @@ def test_cli_style_settings(tmp_path: Path, chart_dng: Path) -> None:
     assert image.meta.bit_depth == 16 and image.meta.icc == icc_profile("prophoto")
     assert record["white_balance"]["mode"] == "5500K"
     assert [n for n in record["notices"] if n.startswith("lens")], record["notices"]
-    assert len(record["pipeline"]) == 10 and "demosaic" in record["timings"]
+    assert len(record["pipeline"]) == 11 and "demosaic" in record["timings"]
 
 
 def test_unknown_setting_is_a_bug(tmp_path: Path, chart_dng: Path) -> None:
