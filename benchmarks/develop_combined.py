@@ -20,8 +20,9 @@ Each variant is one call of the real pipeline (:func:`nnip.develop.pipeline.deve
 
 - denoise: ``off`` | ``auto`` (the ``denoise`` model, noise from the NoiseProfile);
 - demosaic: ``ahd`` (LibRaw's AHD, "off") | ``nn`` (the ``demosaic`` model, "on");
-- lens: ``off`` | ``deblur`` (the ``lens`` model, optics map from the EXIF; no lensfun
-  profile: the simulated lens has no distortion or vignetting),
+- lens: ``off`` | ``deblur`` (the lateral-CA stage on the mosaic, which should find none
+  here, then the ``lens`` model, optics map from the EXIF; no lensfun profile: the
+  simulated lens has no distortion or vignetting),
 
 all 8 combinations: none, each stage alone, each pair, all three. The reference is the
 *clean rendering* of ``lens_quality.py``: the sharp scene's capture without lens and
@@ -32,7 +33,7 @@ SSIM (Gaussian 11 x 11, sigma 1.5) over the whole image (8 px border off), the c
 the corners (``lens_quality.zone_scores``). Seconds: the ``develop`` call per image (file
 reading and writing excluded), on this machine as it was.
 
-Order. The pipeline runs denoise -> demosaic -> lens, in one pass per image. The denoiser
+Order. The pipeline runs denoise -> lateral CA -> demosaic -> lens, in one pass per image. The denoiser
 needs the raw mosaic, where the noise is still the sensor's Poisson-Gaussian noise of the
 NoiseProfile, pixel by pixel independent; demosaicking correlates it and mixes channels.
 The lens network works on demosaicked RGB (its field-varying blur and lateral colour act

@@ -238,7 +238,8 @@ def _make_processor(
     def save(developed: Developed, dst: Path) -> dict[str, Any]:
         atomic_write(dst, developed.write)
         record = developed.record
-        details = [f"noise: {record['noise']['text']}"] if "noise" in record else []
+        details = [record["noise"]["text"]] if "noise" in record else []
+        details += [record["lateral_ca"]] if "lateral_ca" in record else []
         # the device may have stepped down (auto) once a session opened
         return {**record, "device": engine.device, "models": models, "details": details}
 

@@ -184,6 +184,8 @@ class DevelopFrame:
         The optics map (diffraction radius, field) the lens stage used.
     noise : NoiseParams or None
         The noise model (a, b) the denoise stage used, and where it came from.
+    lateral_ca : str or None
+        What the lateral-CA stage found and did (one line), when it ran.
     notices : tuple of str
         One-line notes for the user (fallbacks taken).
     """
@@ -197,6 +199,7 @@ class DevelopFrame:
     transfer: str = "linear"
     optics: Any = None
     noise: Any = None
+    lateral_ca: str | None = None
     notices: tuple[str, ...] = ()
 
     @classmethod
@@ -648,5 +651,7 @@ def develop(
     }
     if work.noise is not None:
         meta["noise"] = {**work.noise.to_dict(), "text": work.noise.describe()}
+    if work.lateral_ca is not None:
+        meta["lateral_ca"] = work.lateral_ca
     return work.pixels.astype(np.float32, copy=False), meta
 

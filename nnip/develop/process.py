@@ -175,6 +175,8 @@ def _record(raw: RawFrame, options: DevelopOptions, meta: dict[str, Any],
     }
     if "noise" in meta:
         record["noise"] = meta["noise"]
+    if "lateral_ca" in meta:
+        record["lateral_ca"] = meta["lateral_ca"]
     if options.verbose:
         record["pipeline"] = meta["pipeline"]
         record["timings"] = meta["timings"]
@@ -241,6 +243,8 @@ def develop_camera_rgb(
     }
     if work.noise is not None:
         meta["noise"] = {**work.noise.to_dict(), "text": work.noise.describe()}
+    if work.lateral_ca is not None:
+        meta["lateral_ca"] = work.lateral_ca
     return work.pixels.astype(np.float32, copy=False), meta
 
 

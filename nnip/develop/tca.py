@@ -48,7 +48,6 @@ Fewer than :data:`MIN_BLOCKS` usable blocks: nothing is changed either. A fringe
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -64,7 +63,6 @@ __all__ = [
     "profile_at", "profile_warp", "LateralCA", "MIN_BLOCKS", "MIN_SHIFT_PX",
 ]
 
-_log = logging.getLogger(__name__)
 
 BLOCK = 24  # block side (px) of the displacement measurement
 MARGIN = 8  # window around a block: warp reach + smoothing + spline edge
@@ -370,6 +368,7 @@ class RadialWarp:
     centre: tuple[float, float]
     red: GainFn | None
     blue: GainFn | None
+    source: str = ""  # one line: where the displacement comes from
 
     @classmethod
     def from_fit(cls, fit: TcaFit) -> "RadialWarp":
@@ -378,7 +377,7 @@ class RadialWarp:
                 return None
             return lambda r: 1.0 + profile_at(coeffs, r / fit.r_corner) / np.maximum(r, 1e-6)
 
-        return cls(fit.centre, gain(fit.red), gain(fit.blue))
+        return cls(fit.centre, gain(fit.red), gain(fit.blue), f"measured: {fit.describe()}")
 
 
 def correct_mosaic(mosaic: np.ndarray, pattern: str, warp: RadialWarp) -> np.ndarray:
@@ -437,7 +436,8 @@ def profile_warp(raw: "RawFrame", shape: tuple[int, ...]) -> tuple[RadialWarp | 
     def gain(channel: int) -> GainFn:
         return lambda r: _tca_factor((r / n).astype(np.float32), model, terms, channel)
 
-    return RadialWarp((cy, cx), gain(0), gain(2)), ""
+    return RadialWarp((cy, cx), gain(0), gain(2),
+                      f"lateral CA: lensfun profile of {profile.describe()}"), ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -482,9 +482,10 @@ class LateralCA:
             warp, _ = profile_warp(raw, frame.pixels.shape)
         if warp is None and self.requested in ("auto", "deblur"):
             fit = estimate_mosaic_tca(frame.pixels, raw.pattern)
-            _log.info("%s: %s%s", raw.path or "frame", fit.describe(),
-                      "" if fit.needed else " (left alone)")
-            warp = RadialWarp.from_fit(fit) if fit.needed else None
+            if not fit.needed:
+                return frame.replace(lateral_ca=f"{fit.describe()}: nothing to correct")
+            warp = RadialWarp.from_fit(fit)
         if warp is None:
             return frame
-        return frame.replace(pixels=correct_mosaic(frame.pixels, raw.pattern, warp))
+        return frame.replace(pixels=correct_mosaic(frame.pixels, raw.pattern, warp),
+                             lateral_ca=warp.source)

@@ -120,6 +120,7 @@ def test_the_stage_follows_the_lens_option(tmp_path: Path) -> None:
     measured = LateralCA("deblur").apply(mosaic)
     np.testing.assert_array_equal(measured.pixels[0::2, 1::2], mosaic.pixels[0::2, 1::2])
     assert not np.array_equal(measured.pixels[0::2, 0::2], mosaic.pixels[0::2, 0::2])
+    assert measured.lateral_ca.startswith("measured: lateral CA at the corner: red +")
     assert LateralCA("auto").apply(mosaic).pixels.tobytes() == measured.pixels.tobytes()
     # A profile is wanted but none matches this camera: nothing is measured either.
     assert LateralCA("profile").apply(mosaic) is mosaic
@@ -142,6 +143,7 @@ def test_a_lensfun_profile_gives_the_warp(tmp_path: Path) -> None:
     assert float(warp.blue(np.array([0.0]))[0]) == pytest.approx(1.00005, abs=2e-5)
     work = Normalise().apply(DevelopFrame.from_raw(frame))
     corrected = LateralCA("profile").apply(work)
+    assert corrected.lateral_ca.startswith("lateral CA: lensfun profile of Canon EF 24-70mm")
     assert not np.array_equal(corrected.pixels[0::2, 0::2], work.pixels[0::2, 0::2])
     unknown, why = profile_warp(read_raw(_dng(tmp_path, mosaic, "RGGB")), mosaic.shape)
     assert unknown is None and "lensfun" in why
