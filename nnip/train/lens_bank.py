@@ -96,6 +96,7 @@ from nnip.simulate.pairs import default_black_level
 from nnip.simulate.sensor import (
     add_noise,
     mosaic_bayer,
+    NoiseModel,
     noise_model_for_iso,
     normalize_raw,
     olpf,
@@ -104,6 +105,7 @@ from nnip.simulate.sensor import (
 from nnip.train.data import PatchSampler, TeacherCache, training_split
 from nnip.train.lens_task import (
     demosaicker,
+    denoiser,
     lens_sampler,
     random_clean_crop,
     random_field,
@@ -160,6 +162,7 @@ _FLOAT16_MAX = 65000.0  # lights are clipped here rather than overflowing to inf
 _RAW_BITS = 14
 
 Demosaic = Callable[[np.ndarray, Sequence[float]], np.ndarray]
+Denoise = Callable[[np.ndarray, NoiseModel], np.ndarray]
 
 
 # --------------------------------------------------------------------------- entries
@@ -401,6 +404,7 @@ def bank_sample(
     sensor: str,
     blind: bool,
     demosaic: Demosaic,
+    denoise: Denoise | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training example from a bank entry: the sensor side of a capture (module notes).
 
@@ -413,6 +417,10 @@ def bank_sample(
         :func:`dihedral` index, applied to the patch and its support.
     exposure, illuminant, olpf_px, iso, sensor, blind : the capture (module notes).
     demosaic : callable (mosaic, gains) -> (H, W, 3)
+    denoise : callable (mosaic, noise model) -> mosaic, optional
+        Run on the noisy mosaic before the demosaic, as the develop pipeline's default
+        ``--denoise auto`` does (the noise model is the one the noise was drawn from, as a
+        DNG NoiseProfile states it).
 
     Returns
     -------
@@ -432,9 +440,11 @@ def bank_sample(
     sharp = dihedral(np.asarray(entry.sharp[region], dtype=np.float32), transform) * gains
 
     black, white = default_black_level(_RAW_BITS), 2**_RAW_BITS - 1
-    noisy = add_noise(mosaic_bayer(olpf(blurred, olpf_px), "RGGB"),
-                      noise_model_for_iso(iso, sensor), rng)
+    noise = noise_model_for_iso(iso, sensor)
+    noisy = add_noise(mosaic_bayer(olpf(blurred, olpf_px), "RGGB"), noise, rng)
     mosaic = normalize_raw(quantize(noisy, _RAW_BITS, black, white), black, white)
+    if denoise is not None:
+        mosaic = denoise(mosaic, noise)
     wb = illuminant_wb(D65_XY if illuminant is None else illuminant, entry.cam_from_xyz)
     rgb = demosaic(mosaic, wb)
 
@@ -451,8 +461,10 @@ def bank_sample(
 
 
 def random_sample(entry: BankEntry, rng: np.random.Generator, config: Mapping[str, Any],
-                  demosaic: Demosaic) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`bank_sample` with everything drawn as the per-pair simulation draws it."""
+                  demosaic: Demosaic, denoise: Denoise | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`bank_sample` with everything drawn as the per-pair simulation draws it; the
+    mosaic is denoised (``denoise``) in a ``denoise_fraction`` of the samples."""
     patch = int(config["patch"])
     border = max(entry.margin, SAMPLE_CONTEXT)
     last = entry.side - border - patch
@@ -467,6 +479,7 @@ def random_sample(entry: BankEntry, rng: np.random.Generator, config: Mapping[st
         sensor=random_sensor(rng),
         blind=bool(rng.random() < float(config["blind_fraction"])),
         demosaic=demosaic,
+        denoise=denoise if rng.random() < float(config.get("denoise_fraction", 0.0)) else None,
     )
 
 
@@ -524,6 +537,7 @@ class BankBatches(torch.utils.data.IterableDataset):
         # The bank's size is mixed in, so a new run on a partly built bank adds new entries.
         rng = np.random.default_rng([self.seed, info.id if info is not None else 0, len(bank)])
         demosaic = demosaicker(self.config["demosaic"])
+        denoise = denoiser() if float(self.config.get("denoise_fraction", 0.0)) > 0 else None
         credit = 0.0
         while True:
             count, credit = self.fresh_count(len(bank), credit)
@@ -535,7 +549,8 @@ class BankBatches(torch.utils.data.IterableDataset):
             # Each fresh entry once, the rest of the batch from the whole bank.
             reused = rng.integers(len(bank), size=self.batch - len(fresh))
             chosen = fresh + [bank.entry(int(i)) for i in reused]
-            items = [random_sample(entry, rng, self.config, demosaic) for entry in chosen]
+            items = [random_sample(entry, rng, self.config, demosaic, denoise)
+                     for entry in chosen]
             image, optics, target = (torch.from_numpy(np.stack(parts)) for parts in zip(*items))
             yield (image, optics), target
 

@@ -93,6 +93,7 @@ __all__ = [
     "random_illuminant",
     "malvar_demosaic",
     "demosaicker",
+    "denoiser",
     "simulate_lens_pair",
     "LensBatches",
     "lens_sampler",
@@ -129,6 +130,9 @@ LENS_CONFIGS: dict[str, dict[str, Any]] = {
         "iso_range": (100.0, 12800.0),
         "frame_radius_px": (400.0, 4000.0),
         "demosaic": "malvar",
+        # Share of samples denoised by the installed denoise model before the demosaic, as
+        # the default develop (--denoise auto) feeds the lens stage.
+        "denoise_fraction": 0.0,
         "flat_threshold": 0.02,
         "flat_keep": 0.3,
         "holdout_every": 40,
@@ -391,6 +395,25 @@ def random_sensor(rng: np.random.Generator) -> str:
 def random_illuminant(rng: np.random.Generator) -> float | None:
     """The scene light: D65 (None) in half the draws, else 2800..7500 K."""
     return float(rng.uniform(2800.0, 7500.0)) if rng.random() < 0.5 else None
+
+
+def denoiser() -> Callable[[np.ndarray, Any], np.ndarray]:
+    """The installed denoise model through the engine, as the pipeline's ``--denoise auto``
+    runs it on an RGGB mosaic, told the noise model (a, b) the noise was drawn from."""
+    from nnip.core.engine import Engine
+    from nnip.core.models import Registry
+    from nnip.develop.denoise import denoise_mosaic
+    from nnip.develop.noise import NoiseParams
+
+    registry = Registry()
+    spec = registry.find("denoise")
+    engine = Engine("cpu", threads=1, registry=registry)
+
+    def run(mosaic: np.ndarray, noise: Any) -> np.ndarray:
+        params = NoiseParams(float(noise.a), float(noise.b), "dng-noiseprofile")
+        return denoise_mosaic(mosaic, "RGGB", params, engine, spec)
+
+    return run
 
 
 def demosaicker(name: str) -> Callable[[np.ndarray, Sequence[float]], np.ndarray]:

@@ -148,6 +148,22 @@ def test_noise_is_fresh_for_each_reuse_and_the_target_is_not() -> None:
     assert brighter.mean() > target1.mean()
 
 
+def test_a_denoiser_sees_the_noisy_mosaic_and_its_noise_model() -> None:
+    entry = _entry()
+    seen = []
+
+    def flatten(mosaic: np.ndarray, noise) -> np.ndarray:
+        seen.append((mosaic.shape, noise.a, noise.b))
+        return np.full_like(mosaic, 0.25)
+
+    image, _, target = _sample(entry, 3, denoise=flatten)
+    plain = _sample(entry, 3)[0]
+    (shape, a, b), = seen
+    assert shape == (48, 48) and a > 0 and b > 0  # patch 32 + 2 x 8 of demosaic support
+    assert np.ptp(image) < 1e-5 and np.ptp(plain) > 0.1  # what the denoiser gave was used
+    np.testing.assert_array_equal(target, _sample(entry, 3)[2])
+
+
 def test_relighting_moves_white_where_the_light_puts_it() -> None:
     np.testing.assert_array_equal(relight_gains(CAMERA, None), np.ones(3))
     gains = relight_gains(CAMERA, 3000.0)
