@@ -520,6 +520,12 @@ def _training_stream(config: Mapping[str, Any], sampler: PatchSampler, train_pat
     return lens_bank.BankBatches(sampler, config, seed, directory), phrase
 
 
+def denoised_first(config: Mapping[str, Any]) -> str:
+    """' (0.50 denoised first)' for a run with ``denoise_fraction``, else ''."""
+    share = float(config.get("denoise_fraction", 0.0))
+    return f" ({share:.2f} denoised first)" if share > 0 else ""
+
+
 def _build_lens_data(
     config: Mapping[str, Any], data_dirs: Sequence[Path], cache_dir: Path, seed: int
 ) -> TaskData:
@@ -538,7 +544,8 @@ def _build_lens_data(
         f"+ {config['pattern_fraction']:.2f} synthetic ({', '.join(PATTERN_KINDS)}); "
         f"nnip.simulate raw_pair with random lenses f/{f_low:g}..f/{f_high:g}, corner "
         f"aberration <= {config['aberration_max_px']} px, lateral CA <= {config['ca_max_px']} px, "
-        f"ISO {iso_low:g}..{iso_high:g}, {config['demosaic']} demosaic, "
+        f"ISO {iso_low:g}..{iso_high:g}, {config['demosaic']} demosaic"
+        f"{denoised_first(config)}, "
         f"{config['blind_fraction']:.2f} blind; {stream}; {len(val)} held-out crops"
     )
     return TaskData(train=train, val=val, description=description)

@@ -136,6 +136,10 @@ def _as_inputs(x: torch.Tensor | Sequence[torch.Tensor], device: torch.device) -
 def _worker_init(_: int) -> None:
     # The worker is numpy-bound; one thread leaves the cores to the training process.
     torch.set_num_threads(1)
+    # `pkill -f "nnip.train ..."` reaches the workers too (same command line): a worker
+    # killed by it crashed the run before its checkpoint. The run's own SIGTERM handler
+    # stops it cleanly, and the DataLoader then ends its workers.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _loader(data: TaskData, workers: int = 1) -> torch.utils.data.DataLoader:

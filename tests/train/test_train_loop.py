@@ -42,3 +42,16 @@ def test_resume_after_a_finished_cycle_restarts_lower():
     assert (restart.start_s, restart.horizon_s, restart.start_step) == (100.0, 60.0, 500)
     assert restart.lr(500, 100.0) == pytest.approx(5e-5)  # warm-up again from the new start
     assert restart.lr(510, 130.0) == pytest.approx(5e-4 * (0.01 + 0.99 * 0.5))
+
+
+def test_data_workers_leave_sigterm_to_the_run() -> None:
+    import signal
+
+    from nnip.train.loop import _worker_init
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        _worker_init(0)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
