@@ -641,6 +641,11 @@ class Lens:
         optics = optics_for_frame(raw)
         if self.wants_deblur:
             spec = self._spec()
+            if spec is not None and optics.blind and self.requested == "auto":
+                # Blind deblurring is opt-in (--lens deblur): without the f-number and
+                # pixel pitch the network assumes a typical blur, and on a sharp frame that
+                # is over-sharpening (an optics-free simulated DNG: 40.4 -> 32.1 dB).
+                spec = None
             if spec is not None:  # None: plain auto without a model or an engine
                 if optics.notice:
                     frame = frame.with_notice(optics.notice)

@@ -332,13 +332,27 @@ def test_stage_runs_the_model_with_the_frame_optics(lens_registry, canon_frame) 
     assert any("deblurring blind" in n for n in work.notices)
 
 
-def test_auto_runs_profile_then_network(lens_registry, canon_frame) -> None:
+def test_auto_runs_profile_then_network(lens_registry, tmp_path: Path) -> None:
+    lensfunpy()
+    # The EXIF focal-plane resolution states the pitch, so the optics map is not blind.
+    frame = read_raw(write_chart_dng(tmp_path / "pitch.dng", make="Canon",
+                                     model="Canon EOS 5D Mark III", lens_model=ZOOM,
+                                     focal_length=24.0, fnumber=2.8, pixel_pitch_um=6.25))
+    options = DevelopOptions(demosaic="bilinear")
+    engine = Engine("cpu", threads=1, registry=lens_registry)
+    profile_only, _ = _develop_with(frame, options, Lens("profile"))
+    both, work = _develop_with(frame, options, Lens("auto", engine, lens_registry))
+    assert not work.optics.blind and not any("skipped" in n for n in work.notices)
+    # The shift model adds 0.01 x the Airy radius: every unclipped pixel is brighter.
+    assert both.mean() > profile_only.mean()
+    assert "profile" in Lens("auto").describe() and "deblur" in Lens("auto").describe()
+
+
+def test_auto_does_not_deblur_blind(lens_registry, canon_frame) -> None:
     lensfunpy()
     options = DevelopOptions(demosaic="bilinear")
     engine = Engine("cpu", threads=1, registry=lens_registry)
     profile_only, _ = _develop_with(canon_frame, options, Lens("profile"))
-    both, work = _develop_with(canon_frame, options, Lens("auto", engine, lens_registry))
-    assert not any("skipped" in n for n in work.notices)
-    # The blind map's Airy channel is -1: the shift model darkens every unclipped pixel.
-    assert both.mean() < profile_only.mean()
-    assert "profile" in Lens("auto").describe() and "deblur" in Lens("auto").describe()
+    auto, work = _develop_with(canon_frame, options, Lens("auto", engine, lens_registry))
+    assert work.optics.blind and auto.tobytes() == profile_only.tobytes()
+    assert not any("deblurring blind" in n for n in work.notices)
