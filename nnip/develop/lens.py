@@ -7,8 +7,8 @@ one-line notice). Both parts work on the demosaicked, linear, NOT white-balanced
 (1 = the sensor's white level), where a sensor clip is at 1 in every channel.
 
 Lateral CA (TCA) is not corrected here but on the Bayer mosaic, before the demosaic, by
-the ``lateral-ca`` stage (:mod:`nnip.develop.tca`: the profile's TCA for a known lens, else
-measured in the image), which ``--lens`` drives too: a demosaic absorbs part of a
+the ``lateral-ca`` stage (:mod:`nnip.develop.tca`: the profile's TCA for a known lens, or
+with ``deblur`` measured in the image), which ``--lens`` drives too: a demosaic absorbs part of a
 misregistration, frequency by frequency, so no resampling of demosaicked RGB can realign
 it (0.27 px left on the lens benchmark's checkerboard, against 0.05 px on the mosaic).
 The network (trained for lateral CA from none up to 1.5 px) sees what is left.

@@ -111,11 +111,11 @@ class DevelopOptions:
     wb: Any = "camera"
     exposure: float = 0.0
     highlights: str = "clip"
-    # The default develop runs denoise -> demosaic (``auto`` skips quietly without a model).
-    # The lens stage stays opt-in (``--lens auto``) until a lens model meets its bars: lens v1
-    # loses centre PSNR wide open, leaves lateral CA and overshoots highlights (RESULTS.md).
+    # The default develop runs denoise -> lateral CA -> demosaic -> lens, the order and set
+    # that measured best (benchmarks/develop_combined.py); ``auto`` skips quietly what it
+    # cannot do (no model, no lensfun profile, no f-number or pixel pitch for the deblur).
     denoise: str = "auto"
-    lens: str = "off"
+    lens: str = "auto"
     verbose: bool = False
     quality: int = 95
     demosaic_model: str | None = None

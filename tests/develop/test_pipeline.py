@@ -65,8 +65,8 @@ def test_stage_list_is_the_one_order() -> None:
     lines = describe_pipeline(stages)
     assert len(lines) == 11 and lines[0].startswith("1. normalise")
     off = [line for line in lines if line.endswith("[off]")]
-    # lateral CA and lens (both --lens, off by default), 0 EV; denoise is on
-    assert [line.split(".")[0] for line in off] == ["3", "5", "10"]
+    # only 0 EV: denoise, lateral CA and lens are on by default (auto)
+    assert [line.split(".")[0] for line in off] == ["10"]
     quiet = describe_pipeline(build_pipeline(DevelopOptions(denoise="off", lens="off")))
     assert [line.split(".")[0] for line in quiet if line.endswith("[off]")] == ["2", "3", "5", "10"]
     assert "ahd (LibRaw)" in lines[3]

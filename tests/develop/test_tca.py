@@ -121,9 +121,9 @@ def test_the_stage_follows_the_lens_option(tmp_path: Path) -> None:
     np.testing.assert_array_equal(measured.pixels[0::2, 1::2], mosaic.pixels[0::2, 1::2])
     assert not np.array_equal(measured.pixels[0::2, 0::2], mosaic.pixels[0::2, 0::2])
     assert measured.lateral_ca.startswith("measured: lateral CA at the corner: red +")
-    assert LateralCA("auto").apply(mosaic).pixels.tobytes() == measured.pixels.tobytes()
     # A profile is wanted but none matches this camera: nothing is measured either.
     assert LateralCA("profile").apply(mosaic) is mosaic
+    assert LateralCA("auto").apply(mosaic) is mosaic
     with pytest.raises(RuntimeError, match="mosaic"):
         LateralCA("deblur").apply(mosaic.replace(space="camera"))
     rgb = mosaic.replace(pixels=np.zeros((4, 6, 3), np.float32))
