@@ -232,6 +232,12 @@ def replace_section(path: Path, name: str, text: str) -> None:
     tmp.replace(path)
 
 
+def figure_line(alt: str, picture: Path, results: Path | None) -> str:
+    """Markdown for ``picture``, linked relative to the results file (else to itself)."""
+    link = Path(os.path.relpath(picture.resolve(), (results or picture).resolve().parent))
+    return f"![{alt}]({link.as_posix()})"
+
+
 def publish(section: Section, results: Path | None) -> str:
     """Print the section; with ``results``, also replace its block in that file."""
     text = section.render()

@@ -17,7 +17,6 @@ aberration is strongest, at twice the size, nearest-neighbour.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image as PILImage
 
-from common import REPO, Section, add_common_options, describe_model, load_models, markdown_table, publish
+from common import (REPO, Section, add_common_options, describe_model, figure_line, load_models,
+                    markdown_table, publish)
 from lens_quality import (
     Context,
     Developer,
@@ -108,8 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(args.out, optimize=True)
 
-    link = Path(os.path.relpath(args.out.resolve(), (args.results or args.out).resolve().parent))
-    lines = [f"![lens correction crops: uncorrected, RL, ours, clean]({link.as_posix()})", "",
+    alt = "lens correction crops: uncorrected, RL, ours, clean"
+    lines = [figure_line(alt, args.out, args.results), "",
              f"scikit-image `coffee` (CC0), {scene.shape[1]}x{scene.shape[0]}, rendered through "
              f"the lens benchmark's f/2 lens at ISO 400 (top row) and its f/16 lens at ISO 3200 "
              f"(bottom row); demosaic: {demosaic_line}, denoise off; crop (x, y, size) {CROP} "

@@ -15,14 +15,14 @@ image is printed beside it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from common import REPO, Section, add_common_options, describe_model, load_models, markdown_table, publish, upscalers
+from common import (REPO, Section, add_common_options, describe_model, figure_line, load_models,
+                    markdown_table, publish, upscalers)
 
 __all__ = ["CROPS", "compose", "main"]
 
@@ -107,9 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     compose(panels, CROPS[args.photo]).save(args.out, optimize=True)
 
-    link = Path(os.path.relpath(args.out.resolve(), (args.results or args.out).resolve().parent))
     rows = [[name, f"{_psnr(pixels, original):.2f}"] for name, pixels in panels.items() if name != "original"]
-    lines = [f"![2x crops: LR, bicubic, models, original]({link.as_posix()})", "",
+    alt = "2x crops: LR, bicubic, models, original"
+    lines = [figure_line(alt, args.out, args.results), "",
              f"scikit-image `{args.photo}` (CC0), {original.shape[1]}x{original.shape[0]}, "
              f"area-downscaled by 2, upscaled back; crops (x, y, size) {list(CROPS[args.photo])} "
              f"shown at {ZOOM}x, nearest-neighbour.", "",

@@ -640,12 +640,7 @@ class Lens:
                 frame = frame.with_notice(notice)
         optics = optics_for_frame(raw)
         if self.wants_deblur:
-            spec = self._spec()
-            if spec is not None and optics.blind and self.requested == "auto":
-                # Blind deblurring is opt-in (--lens deblur): without the f-number and
-                # pixel pitch the network assumes a typical blur, and on a sharp frame that
-                # is over-sharpening (an optics-free simulated DNG: 40.4 -> 32.1 dB).
-                spec = None
+            spec = self._spec(optics)
             if spec is not None:  # None: plain auto without a model or an engine
                 if optics.notice:
                     frame = frame.with_notice(optics.notice)
@@ -665,8 +660,14 @@ class Lens:
         notice = "" if raw.fnumber else "lens profile: no f-number in EXIF; vignetting not corrected"
         return apply_profile(frame.pixels, correction), notice
 
-    def _spec(self) -> "ModelSpec | None":
-        """The lens model; None when none is installed (or no engine) and the mode is ``auto``."""
+    def _spec(self, optics: OpticsMap) -> "ModelSpec | None":
+        """The lens model; None when the mode is ``auto`` and none is installed, there is no
+        engine, or the optics map is blind."""
+        if self.requested == "auto" and optics.blind:
+            # Blind deblurring is opt-in (--lens deblur): without the f-number and pixel
+            # pitch the network assumes a typical blur, and on a sharp frame that is
+            # over-sharpening (an optics-free simulated DNG: 40.4 -> 32.1 dB).
+            return None
         optional = self.requested == "auto" and self.model is None
         spec = find_model("lens", self.model, self.registry, optional=optional)
         if spec is None:

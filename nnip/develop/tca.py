@@ -277,8 +277,13 @@ def estimate_tca(rgb: np.ndarray) -> TcaFit:
         for _ in range(ROUNDS):
             radii, angles, shifts, weights = [], [], [], []
             for (top, left), green in zip(blocks, greens):
-                window = _warp_window(rgb[..., channel], top - MARGIN, left - MARGIN, size,
-                                      (float(total[0]), float(total[1])), centre, r_corner)
+                if np.any(total):
+                    window = _warp_window(rgb[..., channel], top - MARGIN, left - MARGIN,
+                                          size, (float(total[0]), float(total[1])), centre,
+                                          r_corner)
+                else:  # the first round measures the image as it is
+                    window = rgb[top - MARGIN:top - MARGIN + size,
+                                 left - MARGIN:left - MARGIN + size, channel]
                 cy, cx = top + BLOCK / 2 - 0.5 - centre[0], left + BLOCK / 2 - 0.5 - centre[1]
                 r = math.hypot(cy, cx)
                 found = _block_shift(_encode(window), green, cy / r, cx / r) if r > 1 else None

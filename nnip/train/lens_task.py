@@ -296,15 +296,20 @@ def malvar_demosaic(mosaic: np.ndarray, gains: Sequence[float]) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(rgb, 0, -1) / wb, dtype=np.float32)
 
 
-def _nn_demosaicker() -> Callable[[np.ndarray, Sequence[float]], np.ndarray]:
-    """The installed demosaic model through the engine, as the pipeline runs it."""
+def _installed(task: str) -> tuple[Any, Any]:
+    """(engine, spec) of the installed model for ``task``, on one CPU thread (data workers)."""
     from nnip.core.engine import Engine
     from nnip.core.models import Registry
-    from nnip.develop.demosaic import nn_demosaic
 
     registry = Registry()
-    spec = registry.find("demosaic")
-    engine = Engine("cpu", threads=1, registry=registry)
+    return Engine("cpu", threads=1, registry=registry), registry.find(task)
+
+
+def _nn_demosaicker() -> Callable[[np.ndarray, Sequence[float]], np.ndarray]:
+    """The installed demosaic model through the engine, as the pipeline runs it."""
+    from nnip.develop.demosaic import nn_demosaic
+
+    engine, spec = _installed("demosaic")
 
     def run(mosaic: np.ndarray, gains: Sequence[float]) -> np.ndarray:
         return nn_demosaic(mosaic, "RGGB", gains, engine, spec)
@@ -400,14 +405,10 @@ def random_illuminant(rng: np.random.Generator) -> float | None:
 def denoiser() -> Callable[[np.ndarray, Any], np.ndarray]:
     """The installed denoise model through the engine, as the pipeline's ``--denoise auto``
     runs it on an RGGB mosaic, told the noise model (a, b) the noise was drawn from."""
-    from nnip.core.engine import Engine
-    from nnip.core.models import Registry
     from nnip.develop.denoise import denoise_mosaic
     from nnip.develop.noise import NoiseParams
 
-    registry = Registry()
-    spec = registry.find("denoise")
-    engine = Engine("cpu", threads=1, registry=registry)
+    engine, spec = _installed("denoise")
 
     def run(mosaic: np.ndarray, noise: Any) -> np.ndarray:
         params = NoiseParams(float(noise.a), float(noise.b), "dng-noiseprofile")
