@@ -79,6 +79,7 @@ DEMOSAIC_CONFIGS: dict[str, dict[str, Any]] = {
         "channels": 48,
         "blocks": 8,
         "multiplier": 2.0,
+        "slopes": "channel",  # PReLU slopes per channel or per layer (arch.SLOPES)
         "patch": 96,  # full-resolution crop side (even); the packed input is half of it
         "batch": 8,
         "lr": 7e-4,
@@ -185,13 +186,14 @@ class DemosaicNet(nn.Module):
 
     Parameters
     ----------
-    channels, blocks, multiplier : see :class:`nnip.train.arch.SRNet`
+    channels, blocks, multiplier, slopes : see :class:`nnip.train.arch.SRNet`
     """
 
-    def __init__(self, channels: int = 48, blocks: int = 8, multiplier: float = 2.0) -> None:
+    def __init__(self, channels: int = 48, blocks: int = 8, multiplier: float = 2.0,
+                 slopes: str = "channel") -> None:
         super().__init__()
         self.body = SRNet(4, 3, scale=2, channels=channels, blocks=blocks,
-                          multiplier=multiplier, anchor=False)
+                          multiplier=multiplier, anchor=False, slopes=slopes)
         _zero_last_stage(self.body.layers[-1])
         self.skip = nn.Conv2d(4, 12, 3, padding=1)
         with torch.no_grad():
@@ -221,7 +223,7 @@ class PlainDemosaicNet(nn.Module):
 
 def _build_demosaic_model(config: Mapping[str, Any]) -> nn.Module:
     return DemosaicNet(int(config["channels"]), int(config["blocks"]),
-                       float(config.get("multiplier", 2.0)))
+                       float(config.get("multiplier", 2.0)), str(config.get("slopes", "channel")))
 
 
 # --------------------------------------------------------------------------- data

@@ -173,6 +173,7 @@ UPSCALE_CONFIGS: dict[str, dict[str, Any]] = {
         "channels": 32,
         "blocks": 6,
         "multiplier": 2.0,
+        "slopes": "channel",  # PReLU slopes per channel or per layer (arch.SLOPES)
         "patch": 64,
         "batch": 16,
         "lr": 7e-4,
@@ -197,6 +198,7 @@ UPSCALE_CONFIGS: dict[str, dict[str, Any]] = {
         "channels": 56,
         "blocks": 9,
         "multiplier": 2.0,
+        "slopes": "channel",  # PReLU slopes per channel or per layer (arch.SLOPES)
         "patch": 64,
         "batch": 16,
         "lr": 5e-4,
@@ -229,6 +231,7 @@ def _build_upscale_model(config: Mapping[str, Any]) -> nn.Module:
         channels=int(config["channels"]),
         blocks=int(config["blocks"]),
         multiplier=float(config.get("multiplier", 2.0)),
+        slopes=str(config.get("slopes", "channel")),
     )
 
 

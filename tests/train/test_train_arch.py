@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nnip.train.arch import ECB, SRNet, conv_macs_per_pixel  # noqa: E402
+from nnip.train.arch import ECB, SRNet, adapt_slopes, conv_macs_per_pixel  # noqa: E402
 from nnip.train.tasks import get_task, load_config  # noqa: E402
 
 
@@ -79,3 +79,27 @@ def test_variant_cost_within_budget(variant, budget):
     model = task.build_model(load_config(task, variant))
     gflop_per_mp = 2 * conv_macs_per_pixel(model.plain()) / 1e3
     assert 0.5 * budget < gflop_per_mp <= budget
+
+
+def test_layer_slopes_give_one_prelu_slope_per_layer_and_the_same_plain_function():
+    net = SRNet(channels=8, blocks=2, slopes="layer").eval()
+    assert all(act.weight.numel() == 1 for act in net.acts)
+    _perturb(net, seed=2)
+    x = torch.rand(1, 3, 9, 11)
+    with torch.no_grad():
+        assert (net(x) - net.plain()(x)).abs().max().item() < 1e-5
+    with pytest.raises(ValueError, match="slopes"):
+        SRNet(channels=8, blocks=1, slopes="pixel")
+
+
+def test_adapt_slopes_takes_the_mean_of_per_channel_slopes_and_keeps_the_rest():
+    source = SRNet(channels=4, blocks=1)
+    with torch.no_grad():
+        source.acts[0].weight.copy_(torch.tensor([0.0, 0.2, 0.4, 1.0]))
+    target = SRNet(channels=4, blocks=1, slopes="layer")
+    target.load_state_dict(adapt_slopes(target, source.state_dict()))
+    assert target.acts[0].weight.item() == pytest.approx(0.4)
+    assert torch.equal(target.layers[1].conv3.weight, source.layers[1].conv3.weight)
+    # Same mode: nothing changes.
+    same = adapt_slopes(source, source.state_dict())
+    assert torch.equal(same["acts.0.weight"], source.acts[0].weight)

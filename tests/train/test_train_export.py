@@ -146,6 +146,27 @@ def test_split_prelu_computes_the_same_function_without_prelu():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
+def test_split_prelu_makes_a_single_slope_a_leaky_relu_with_nothing_left_dangling():
+    import onnxruntime as ort
+
+    net = SRNet(channels=4, blocks=1, slopes="layer").plain().eval()
+    with torch.no_grad():
+        for act, slope in zip(net.acts, (-0.3, 1.4)):
+            act.weight.fill_(slope)  # any sign, also above 1
+    split = split_prelu(to_onnx(net, _spec(2)))
+    model = onnx.load_from_string(split)
+    leaky = [n for n in model.graph.node if n.op_type == "LeakyRelu"]
+    assert len(leaky) == 2 and not {"PRelu", "Relu", "Mul", "Identity"} & _ops(split)
+    assert [round(a.f, 5) for n in leaky for a in n.attribute] == [-0.3, 1.4]
+    used = {name for n in model.graph.node for name in n.input}
+    assert all(init.name in used for init in model.graph.initializer)
+    x = np.random.default_rng(2).standard_normal((1, 3, 15, 13)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    got = ort.InferenceSession(split, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
 def test_rewrite_installed_replaces_the_file_and_its_sha(tmp_path):
     spec = ExportSpec(task="upscale", inputs=(TensorSpec(name="image", **RGB),),
                       outputs=(TensorSpec(name="output", **RGB),), scale=2)
