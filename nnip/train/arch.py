@@ -138,12 +138,13 @@ class ECB(nn.Module):
 
 
 class ECBLevel(nn.Module):
-    """``count`` ECB 3x3 convolutions of constant width, each followed by a PReLU."""
+    """``count`` ECB 3x3 convolutions of constant width, each followed by a PReLU
+    (``slopes``: see :data:`SLOPES`)."""
 
-    def __init__(self, width: int, count: int, multiplier: float) -> None:
+    def __init__(self, width: int, count: int, multiplier: float, slopes: str = "channel") -> None:
         super().__init__()
         self.convs = nn.ModuleList(ECB(width, width, multiplier) for _ in range(count))
-        self.acts = nn.ModuleList(nn.PReLU(width) for _ in range(count))
+        self.acts = nn.ModuleList(nn.PReLU(prelu_size(slopes, width)) for _ in range(count))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv, act in zip(self.convs, self.acts):

@@ -55,7 +55,7 @@ from nnip.simulate.color import linear_to_srgb, random_exposure
 from nnip.simulate.pairs import raw_pair
 from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import mosaic_bayer, pack_bayer
-from nnip.train.arch import ECB, ECBLevel
+from nnip.train.arch import ECB, ECBLevel, prelu_size
 from nnip.train.data import PatchSampler, TeacherCache, training_split
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
 
@@ -83,6 +83,7 @@ DENOISE_CONFIGS: dict[str, dict[str, Any]] = {
         "widths": (32, 64, 128),
         "blocks": (2, 2, 3),
         "multiplier": 2.0,
+        "slopes": "channel",
         "patch": 64,  # packed side; the simulated crop is twice that
         "batch": 16,
         "lr": 5e-4,
@@ -108,6 +109,7 @@ DENOISE_CONFIGS: dict[str, dict[str, Any]] = {
         "widths": (48, 96, 160),
         "blocks": (2, 3, 4),
         "multiplier": 2.0,
+        "slopes": "channel",
         "patch": 64,
         "batch": 16,
         "lr": 4e-4,
@@ -156,25 +158,27 @@ class DenoiseNet(nn.Module):
         again on the way up).
     multiplier : float
         ECB expand-branch width.
+    slopes : str
+        PReLU slopes per channel or per layer (:data:`nnip.train.arch.SLOPES`).
     """
 
     def __init__(self, widths: Sequence[int] = (32, 64, 128), blocks: Sequence[int] = (2, 2, 3),
-                 multiplier: float = 2.0) -> None:
+                 multiplier: float = 2.0, slopes: str = "channel") -> None:
         super().__init__()
         w0, w1, w2 = (int(w) for w in widths)
         n0, n1, n2 = (int(b) for b in blocks)
         self.register_buffer("box", torch.full((4, 1, _BOX, _BOX), 1.0 / (_BOX * _BOX)))
         self.head = ECB(8, w0, multiplier)
-        self.head_act = nn.PReLU(w0)
-        self.enc0 = ECBLevel(w0, max(n0 - 1, 0), multiplier)
+        self.head_act = nn.PReLU(prelu_size(slopes, w0))
+        self.enc0 = ECBLevel(w0, max(n0 - 1, 0), multiplier, slopes)
         self.down1 = nn.Conv2d(w0, w1, 3, stride=2, padding=1)
-        self.enc1 = ECBLevel(w1, n1, multiplier)
+        self.enc1 = ECBLevel(w1, n1, multiplier, slopes)
         self.down2 = nn.Conv2d(w1, w2, 3, stride=2, padding=1)
-        self.mid = ECBLevel(w2, n2, multiplier)
+        self.mid = ECBLevel(w2, n2, multiplier, slopes)
         self.up2 = nn.ConvTranspose2d(w2, w1, 2, stride=2)
-        self.dec1 = ECBLevel(w1, n1, multiplier)
+        self.dec1 = ECBLevel(w1, n1, multiplier, slopes)
         self.up1 = nn.ConvTranspose2d(w1, w0, 2, stride=2)
-        self.dec0 = ECBLevel(w0, max(n0 - 1, 1), multiplier)
+        self.dec0 = ECBLevel(w0, max(n0 - 1, 1), multiplier, slopes)
         self.tail = nn.Conv2d(w0, 4, 3, padding=1)
         with torch.no_grad():  # start as the identity: y = x + s * 0
             self.tail.weight.zero_()
@@ -204,7 +208,8 @@ class DenoiseNet(nn.Module):
 
 
 def _build_denoise_model(config: Mapping[str, Any]) -> nn.Module:
-    return DenoiseNet(config["widths"], config["blocks"], float(config.get("multiplier", 2.0)))
+    return DenoiseNet(config["widths"], config["blocks"], float(config.get("multiplier", 2.0)),
+                      str(config.get("slopes", "channel")))
 
 
 # --------------------------------------------------------------------------- data

@@ -75,7 +75,7 @@ from nnip.simulate.optics import Field, LensParams
 from nnip.simulate.pairs import raw_pair
 from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import SENSORS, pack_bayer
-from nnip.train.arch import ECB, ECBLevel
+from nnip.train.arch import ECB, ECBLevel, prelu_size
 from nnip.train.data import PatchSampler, TeacherCache, training_split
 from nnip.train.raw_tasks import malvar_packed_kernel, psnr_rgb
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
@@ -110,6 +110,7 @@ LENS_CONFIGS: dict[str, dict[str, Any]] = {
         "widths": (32, 64),
         "blocks": (2, 6),
         "multiplier": 2.0,
+        "slopes": "channel",
         "patch": 128,  # full-resolution side, a multiple of 4
         "context": 16,  # simulated around the patch, then cut
         "batch": 12,
@@ -182,21 +183,23 @@ class LensNet(nn.Module):
         ECB convolutions at 1/2 (on the way down, and again on the way up) and at 1/4.
     multiplier : float
         ECB expand-branch width.
+    slopes : str
+        PReLU slopes per channel or per layer (:data:`nnip.train.arch.SLOPES`).
     """
 
     def __init__(self, widths: Sequence[int] = (32, 64), blocks: Sequence[int] = (2, 6),
-                 multiplier: float = 2.0) -> None:
+                 multiplier: float = 2.0, slopes: str = "channel") -> None:
         super().__init__()
         w0, w1 = (int(w) for w in widths)
         n0, n1 = (int(b) for b in blocks)
         self.head = nn.Conv2d(7, w0, 3, stride=2, padding=1)
-        self.head_act = nn.PReLU(w0)
-        self.enc = ECBLevel(w0, n0, multiplier)
+        self.head_act = nn.PReLU(prelu_size(slopes, w0))
+        self.enc = ECBLevel(w0, n0, multiplier, slopes)
         self.down = nn.Conv2d(w0, w1, 3, stride=2, padding=1)
-        self.down_act = nn.PReLU(w1)
-        self.mid = ECBLevel(w1, n1, multiplier)
+        self.down_act = nn.PReLU(prelu_size(slopes, w1))
+        self.mid = ECBLevel(w1, n1, multiplier, slopes)
         self.up = nn.ConvTranspose2d(w1, w0, 2, stride=2)
-        self.dec = ECBLevel(w0, n0, multiplier)
+        self.dec = ECBLevel(w0, n0, multiplier, slopes)
         self.tail = nn.Conv2d(w0, 12, 3, padding=1)
         with torch.no_grad():  # start as the identity
             self.tail.weight.zero_()
@@ -222,7 +225,8 @@ class LensNet(nn.Module):
 
 
 def _build_lens_model(config: Mapping[str, Any]) -> nn.Module:
-    return LensNet(config["widths"], config["blocks"], float(config.get("multiplier", 2.0)))
+    return LensNet(config["widths"], config["blocks"], float(config.get("multiplier", 2.0)),
+                   str(config.get("slopes", "channel")))
 
 
 # --------------------------------------------------------------------------- simulation
