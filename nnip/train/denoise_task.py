@@ -83,7 +83,7 @@ DENOISE_CONFIGS: dict[str, dict[str, Any]] = {
         "widths": (32, 64, 128),
         "blocks": (2, 2, 3),
         "multiplier": 2.0,
-        "slopes": "channel",
+        "slopes": "layer",  # one PReLU slope per layer: a LeakyRelu onnxruntime fuses (arch.SLOPES)
         "patch": 64,  # packed side; the simulated crop is twice that
         "batch": 16,
         "lr": 5e-4,
@@ -109,7 +109,7 @@ DENOISE_CONFIGS: dict[str, dict[str, Any]] = {
         "widths": (48, 96, 160),
         "blocks": (2, 3, 4),
         "multiplier": 2.0,
-        "slopes": "channel",
+        "slopes": "layer",  # one PReLU slope per layer: a LeakyRelu onnxruntime fuses (arch.SLOPES)
         "patch": 64,
         "batch": 16,
         "lr": 4e-4,

@@ -41,7 +41,7 @@ from onnx import shape_inference
 from nnip.core.models import MANIFEST_NAME, ModelSpec, Registry, resolve_models_dir, sha256_of
 from nnip.core.tiling import measure_margin
 from nnip.train.loop import git_commit
-from nnip.train.tasks import ExportSpec, get_task
+from nnip.train.tasks import ExportSpec, get_task, run_config
 
 __all__ = [
     "ExportError",
@@ -373,7 +373,7 @@ def export_checkpoint(
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     task = get_task(state["task"])
-    config = state["config"]
+    config = run_config(state["config"])
     model = task.build_model(config)
     model.load_state_dict(state["model"])
     trained = dict(state.get("provenance", {}))

@@ -110,7 +110,7 @@ LENS_CONFIGS: dict[str, dict[str, Any]] = {
         "widths": (32, 64),
         "blocks": (2, 6),
         "multiplier": 2.0,
-        "slopes": "channel",
+        "slopes": "layer",  # one PReLU slope per layer: a LeakyRelu onnxruntime fuses (arch.SLOPES)
         "patch": 128,  # full-resolution side, a multiple of 4
         "context": 16,  # simulated around the patch, then cut
         "batch": 12,

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from nnip.train.arch import adapt_slopes
-from nnip.train.tasks import Task, TaskData
+from nnip.train.tasks import Task, TaskData, run_config
 
 __all__ = ["RunOptions", "Schedule", "new_cycle", "train", "validate", "git_commit", "save_atomic"]
 
@@ -309,11 +309,11 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
         added = sorted(set(config) - set(checkpoint["config"]))
         log.info("--resume: using the run's own config, not the one given%s",
                  f" (new keys taken: {', '.join(added)})" if added else "")
-        config = {**dict(config), **dict(checkpoint["config"])}
+        config = {**dict(config), **run_config(checkpoint["config"])}
     init = _read_init(options) if checkpoint is None else None
     if init is not None:
         # The network is the init's: its config wins (then --set), as on a resume.
-        config = {**dict(config), **dict(init["config"])}
+        config = {**dict(config), **run_config(init["config"])}
     if options.overrides:
         log.info("--set: %s", ", ".join(f"{k}={v}" for k, v in options.overrides.items()))
         config = {**dict(config), **dict(options.overrides)}

@@ -79,7 +79,7 @@ DEMOSAIC_CONFIGS: dict[str, dict[str, Any]] = {
         "channels": 48,
         "blocks": 8,
         "multiplier": 2.0,
-        "slopes": "channel",  # PReLU slopes per channel or per layer (arch.SLOPES)
+        "slopes": "layer",  # one PReLU slope per layer: a LeakyRelu onnxruntime fuses (arch.SLOPES)
         "patch": 96,  # full-resolution crop side (even); the packed input is half of it
         "batch": 8,
         "lr": 7e-4,

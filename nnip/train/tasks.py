@@ -164,6 +164,16 @@ def psnr_y(prediction: np.ndarray, target: np.ndarray, shave: int = 2) -> float:
     return 10.0 * np.log10(1.0 / max(mse, 1e-12))
 
 
+#: Knobs whose default changed after runs were saved without them: such a run was trained
+#: with the old value, so it keeps it (a new default must not change a saved network).
+LEGACY_DEFAULTS: Mapping[str, Any] = {"slopes": "channel"}
+
+
+def run_config(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config with :data:`LEGACY_DEFAULTS` for the knobs it predates."""
+    return {**LEGACY_DEFAULTS, **dict(saved)}
+
+
 # --------------------------------------------------------------------------- upscale
 
 
@@ -173,7 +183,7 @@ UPSCALE_CONFIGS: dict[str, dict[str, Any]] = {
         "channels": 32,
         "blocks": 6,
         "multiplier": 2.0,
-        "slopes": "channel",  # PReLU slopes per channel or per layer (arch.SLOPES)
+        "slopes": "layer",  # one PReLU slope per layer: a LeakyRelu onnxruntime fuses (arch.SLOPES)
         "patch": 64,
         "batch": 16,
         "lr": 7e-4,
@@ -198,7 +208,7 @@ UPSCALE_CONFIGS: dict[str, dict[str, Any]] = {
         "channels": 56,
         "blocks": 9,
         "multiplier": 2.0,
-        "slopes": "channel",  # PReLU slopes per channel or per layer (arch.SLOPES)
+        "slopes": "layer",  # one PReLU slope per layer: a LeakyRelu onnxruntime fuses (arch.SLOPES)
         "patch": 64,
         "batch": 16,
         "lr": 5e-4,

@@ -106,6 +106,36 @@ def test_init_starts_a_new_run_from_another_runs_weights(tmp_path, images):
     assert torch.load(tuned / "last.pt", weights_only=False)["step"] == 3
 
 
+def test_runs_saved_before_the_slopes_knob_keep_per_channel_slopes(tmp_path, images):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "base": "fast", "channels": 8, "blocks": 1, "patch": 16, "batch": 4, "slopes": "channel",
+        "val_crop": 48, "holdout_every": 3, "warmup_steps": 2, "checkpoint_minutes": 100,
+    }))
+    common = ["upscale", "--data", str(images), "--cache", str(tmp_path / "cache"),
+              "--threads", "1", "--minutes", "2"]
+    old = tmp_path / "old"
+    assert main(common + ["--config", str(config), "--out", str(old), "--max-steps", "2"]) == 0
+    saved = torch.load(old / "last.pt", weights_only=False)
+    del saved["config"]["slopes"]  # as saved before the knob existed
+    torch.save(saved, old / "last.pt")
+
+    # Resumed under today's default ("layer"), the run keeps the network it was trained as.
+    assert main(common + ["--config", "fast", "--out", str(old), "--resume", "--max-steps", "3"]) == 0
+    resumed = torch.load(old / "last.pt", weights_only=False)
+    assert resumed["config"]["slopes"] == "channel"
+    assert resumed["model"]["acts.0.weight"].numel() == 8
+
+    # A fine-tune may switch: one slope per layer, started at the channels' mean.
+    tuned = tmp_path / "tuned"
+    assert main(common + ["--init", str(old / "last.pt"), "--resume", "--set", 'slopes="layer"',
+                          "--out", str(tuned), "--max-steps", "0"]) == 0
+    child = torch.load(tuned / "last.pt", weights_only=False)
+    assert child["model"]["acts.0.weight"].numel() == 1
+    assert child["model"]["acts.0.weight"].item() == pytest.approx(
+        resumed["model"]["acts.0.weight"].mean().item(), abs=1e-6)
+
+
 def test_unknown_task_and_missing_data_exit_2(tmp_path, capsys):
     assert main(["sharpen", "--out", str(tmp_path)]) == 2
     assert "no trainable task 'sharpen'" in capsys.readouterr().err
