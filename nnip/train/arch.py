@@ -19,14 +19,15 @@ means the body learns only the correction to nearest-neighbour upsampling.
 
 from __future__ import annotations
 
-from typing import Sequence
+import re
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ECB", "ECBLevel", "SRNet", "PlainSRNet", "conv_macs_per_pixel", "prelu_size",
-           "SLOPES", "adapt_slopes"]
+           "SLOPES", "fit_state"]
 
 #: PReLU slope sharing: per channel, or one per layer. Why it matters: onnxruntime's CPU
 #: provider fuses a Relu or LeakyRelu (one scalar slope) into the conv before it, not a
@@ -283,19 +284,96 @@ def prelu_size(slopes: str, channels: int) -> int:
     return channels if slopes == "channel" else 1
 
 
-def adapt_slopes(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` with its PReLU weights resized to ``model``'s (for fine-tuning across modes).
+def fit_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (another network's weights) made to load into ``model``, for ``--init``.
 
-    Per-channel slopes going to one per layer take their mean: the closest single slope
-    in the least-squares sense for activations of similar spread; training does the rest.
+    Two changes keep the function, or come as close as one can:
+
+    - PReLU slopes per channel going to one per layer take their mean (the closest single
+      slope for activations of similar spread; training does the rest).
+    - Growth (Net2Net-style), for every :class:`SRNet` inside ``model``: wider layers keep
+      the old weights in their leading channels, with every weight *from* a new channel
+      zeroed (old channels compute what they did; new ones start from ``model``'s random
+      init and get gradients once the layer after them moves off zero); deeper stacks keep
+      the old head and hidden layers, then new identity blocks (all learnable branches
+      zero, slope 1), then the old tail. So a quality-size network starts as the trained
+      fast one and only improves on it.
     """
     own = model.state_dict()
-    adapted = dict(state)
+    source = _rename_grown_layers(own, dict(state))
+    fitted = {}
+    for name, target in own.items():
+        value = source.get(name)
+        if value is None:
+            fitted[name] = _identity_block_value(name, target)
+        elif value.shape == target.shape:
+            fitted[name] = value
+        elif target.numel() == 1:  # per-channel slopes -> one per layer
+            fitted[name] = value.mean().reshape(target.shape)
+        else:
+            fitted[name] = _embed(name, value, target)
+    return fitted
+
+
+_LAYER_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<kind>layers|acts)\.(?P<index>\d+)\.(?P<rest>.*)$")
+
+
+def _stack_depths(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Number of ``layers`` of each SRNet stack in ``state``, by key prefix."""
+    depths: dict[str, int] = {}
+    for name in state:
+        match = _LAYER_KEY.match(name)
+        if match and match["kind"] == "layers":
+            prefix = match["prefix"]
+            depths[prefix] = max(depths.get(prefix, 0), int(match["index"]) + 1)
+    return depths
+
+
+def _rename_grown_layers(own: Mapping[str, torch.Tensor],
+                         state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each shallower stack's tail moved to the end of ``own``'s deeper one.
+
+    An SRNet with ``b`` blocks has ``b + 2`` layers (head, blocks, tail) and ``b + 1`` acts;
+    the old layers and acts keep their indices, the tail moves to the new last index.
+    """
+    wanted, have = _stack_depths(own), _stack_depths(state)
+    renamed = {}
     for name, value in state.items():
-        target = own.get(name)
-        if target is not None and target.shape != value.shape and target.numel() == 1:
-            adapted[name] = value.mean().reshape(target.shape)
-    return adapted
+        match = _LAYER_KEY.match(name)
+        if match and match["kind"] == "layers":
+            prefix, index = match["prefix"], int(match["index"])
+            if prefix in wanted and index == have[prefix] - 1:  # the tail
+                name = f"{prefix}layers.{wanted[prefix] - 1}.{match['rest']}"
+        renamed[name] = value
+    return renamed
+
+
+def _identity_block_value(name: str, target: torch.Tensor) -> torch.Tensor:
+    """A new block's tensor: slopes 1, learnable last stages zero, the rest as initialised.
+
+    With the ECB's own identity, a block whose conv3, expand conv and edge scales and
+    biases are zero is the identity map, and a slope of 1 makes its PReLU one too.
+    """
+    match = _LAYER_KEY.match(name)
+    if match is None:
+        raise ValueError(f"--init: the checkpoint has no weights for {name!r}")
+    rest = match["rest"]
+    if match["kind"] == "acts":
+        return torch.ones_like(target)
+    zeroed = rest.startswith(("conv3.", "expand.conv.")) or (
+        rest.startswith("edges.") and rest.endswith((".scale", ".bias")) and ".conv." not in rest)
+    return torch.zeros_like(target) if zeroed else target.clone()
+
+
+def _embed(name: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``value`` in the leading slice of a wider ``target``; a conv's new inputs zeroed."""
+    if value.ndim != target.ndim or any(v > t for v, t in zip(value.shape, target.shape)):
+        raise ValueError(f"--init: {name} {tuple(value.shape)} does not fit {tuple(target.shape)}")
+    out = target.clone()
+    if out.ndim == 4 and name.endswith("weight") and value.shape[1] < out.shape[1]:
+        out[:, value.shape[1]:] = 0  # weights from new channels: the old outputs stay as they were
+    out[tuple(slice(0, n) for n in value.shape)] = value
+    return out
 
 
 def conv_macs_per_pixel(model: nn.Module) -> int:

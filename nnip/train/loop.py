@@ -33,7 +33,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from nnip.train.arch import adapt_slopes
+from nnip.train.arch import fit_state
 from nnip.train.tasks import Task, TaskData, run_config
 
 __all__ = ["RunOptions", "Schedule", "new_cycle", "train", "validate", "git_commit", "save_atomic"]
@@ -322,8 +322,8 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
         model.parameters(), lr=float(config["lr"]), weight_decay=float(config.get("weight_decay", 0.0))
     )
     state = _restore(checkpoint, model, optimizer)
-    if init is not None:  # slopes may change mode in a fine-tune (--set slopes=...)
-        model.load_state_dict(adapt_slopes(model, init["model"]))
+    if init is not None:  # --set may change slopes or grow the network: see fit_state
+        model.load_state_dict(fit_state(model, init["model"]))
         log.info("--init: weights of %s (step %d); a new run from step 0", options.init,
                  int(init["step"]))
     if options.new_cycle:

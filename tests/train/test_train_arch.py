@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nnip.train.arch import ECB, SRNet, adapt_slopes, conv_macs_per_pixel  # noqa: E402
+from nnip.train.arch import ECB, SRNet, conv_macs_per_pixel, fit_state  # noqa: E402
 from nnip.train.tasks import get_task, load_config  # noqa: E402
 
 
@@ -92,14 +92,32 @@ def test_layer_slopes_give_one_prelu_slope_per_layer_and_the_same_plain_function
         SRNet(channels=8, blocks=1, slopes="pixel")
 
 
-def test_adapt_slopes_takes_the_mean_of_per_channel_slopes_and_keeps_the_rest():
+def test_fit_state_takes_the_mean_of_per_channel_slopes_and_keeps_the_rest():
     source = SRNet(channels=4, blocks=1)
     with torch.no_grad():
         source.acts[0].weight.copy_(torch.tensor([0.0, 0.2, 0.4, 1.0]))
     target = SRNet(channels=4, blocks=1, slopes="layer")
-    target.load_state_dict(adapt_slopes(target, source.state_dict()))
+    target.load_state_dict(fit_state(target, source.state_dict()))
     assert target.acts[0].weight.item() == pytest.approx(0.4)
     assert torch.equal(target.layers[1].conv3.weight, source.layers[1].conv3.weight)
-    # Same mode: nothing changes.
-    same = adapt_slopes(source, source.state_dict())
-    assert torch.equal(same["acts.0.weight"], source.acts[0].weight)
+    # Same network: nothing changes.
+    same = fit_state(source, source.state_dict())
+    assert all(torch.equal(same[k], v) for k, v in source.state_dict().items())
+
+
+@pytest.mark.parametrize("slopes", ["layer", "channel"])
+def test_fit_state_grows_a_network_wider_and_deeper_with_the_same_function(slopes):
+    small = SRNet(channels=8, blocks=1, slopes=slopes).eval()
+    _perturb(small, seed=3)
+    big = SRNet(channels=12, blocks=3, slopes=slopes).eval()
+    big.load_state_dict(fit_state(big, small.state_dict()))
+    x = torch.rand(2, 3, 11, 13)
+    with torch.no_grad():
+        assert (big(x) - small(x)).abs().max().item() < 1e-5
+    # And it can learn beyond it: the new channels' way to the output gets gradients.
+    big.train()
+    (big(x) - x.repeat_interleave(2, 2).repeat_interleave(2, 3)).abs().mean().backward()
+    assert big.layers[-1].conv3.weight.grad[:, 8:].abs().sum().item() > 0
+    assert big.layers[2].conv3.weight.grad.abs().sum().item() > 0  # a new block
+    with pytest.raises(ValueError, match="does not fit"):
+        small.load_state_dict(fit_state(small, big.state_dict()))
