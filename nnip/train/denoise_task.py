@@ -209,7 +209,7 @@ class DenoiseNet(nn.Module):
 
 def _build_denoise_model(config: Mapping[str, Any]) -> nn.Module:
     return DenoiseNet(config["widths"], config["blocks"], float(config.get("multiplier", 2.0)),
-                      str(config.get("slopes", "channel")))
+                      str(config["slopes"]))
 
 
 # --------------------------------------------------------------------------- data

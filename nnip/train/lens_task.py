@@ -226,7 +226,7 @@ class LensNet(nn.Module):
 
 def _build_lens_model(config: Mapping[str, Any]) -> nn.Module:
     return LensNet(config["widths"], config["blocks"], float(config.get("multiplier", 2.0)),
-                   str(config.get("slopes", "channel")))
+                   str(config["slopes"]))
 
 
 # --------------------------------------------------------------------------- simulation

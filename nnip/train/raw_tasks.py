@@ -223,7 +223,7 @@ class PlainDemosaicNet(nn.Module):
 
 def _build_demosaic_model(config: Mapping[str, Any]) -> nn.Module:
     return DemosaicNet(int(config["channels"]), int(config["blocks"]),
-                       float(config.get("multiplier", 2.0)), str(config.get("slopes", "channel")))
+                       float(config.get("multiplier", 2.0)), str(config["slopes"]))
 
 
 # --------------------------------------------------------------------------- data

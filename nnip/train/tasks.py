@@ -241,7 +241,7 @@ def _build_upscale_model(config: Mapping[str, Any]) -> nn.Module:
         channels=int(config["channels"]),
         blocks=int(config["blocks"]),
         multiplier=float(config.get("multiplier", 2.0)),
-        slopes=str(config.get("slopes", "channel")),
+        slopes=str(config["slopes"]),
     )
 
 

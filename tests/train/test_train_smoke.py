@@ -42,11 +42,7 @@ def test_train_resume_export_and_load(tmp_path, images, monkeypatch):
     models_dir.mkdir()
     (models_dir / "manifest.json").write_text('{"format_version": 1, "models": []}')
     monkeypatch.setenv("NNIP_MODELS_DIR", str(models_dir))
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({
-        "base": "fast", "channels": 8, "blocks": 1, "patch": 16, "batch": 4,
-        "val_crop": 48, "holdout_every": 3, "warmup_steps": 2, "checkpoint_minutes": 100,
-    }))
+    config = _tiny_config(tmp_path)
     out = tmp_path / "run"
     common = ["upscale", "--config", str(config), "--data", str(images), "--out", str(out),
               "--cache", str(tmp_path / "cache"), "--threads", "1", "--minutes", "2"]
@@ -78,14 +74,25 @@ def test_train_resume_export_and_load(tmp_path, images, monkeypatch):
     assert session.run(None, {"image": lr})[0].shape == (1, 3, 40, 48)
 
 
-def test_init_starts_a_new_run_from_another_runs_weights(tmp_path, images):
+def _tiny_config(tmp_path, **extra):
+    """A config file for a tiny upscaler (8 channels, 1 block) on 16 px patches."""
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps({
         "base": "fast", "channels": 8, "blocks": 1, "patch": 16, "batch": 4,
-        "val_crop": 48, "holdout_every": 3, "warmup_steps": 2, "checkpoint_minutes": 100,
+        "val_crop": 48, "holdout_every": 3, "warmup_steps": 2, "checkpoint_minutes": 100, **extra,
     }))
-    common = ["upscale", "--data", str(images), "--cache", str(tmp_path / "cache"),
-              "--threads", "1", "--minutes", "2"]
+    return config
+
+
+def _common(tmp_path, images):
+    """The arguments every run of these tests shares (no --config, no --out)."""
+    return ["upscale", "--data", str(images), "--cache", str(tmp_path / "cache"),
+            "--threads", "1", "--minutes", "2"]
+
+
+def test_init_starts_a_new_run_from_another_runs_weights(tmp_path, images):
+    config = _tiny_config(tmp_path)
+    common = _common(tmp_path, images)
     source = tmp_path / "source"
     assert main(common + ["--config", str(config), "--out", str(source), "--max-steps", "5"]) == 0
     parent = torch.load(source / "last.pt", weights_only=False)
@@ -107,13 +114,8 @@ def test_init_starts_a_new_run_from_another_runs_weights(tmp_path, images):
 
 
 def test_runs_saved_before_the_slopes_knob_keep_per_channel_slopes(tmp_path, images):
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({
-        "base": "fast", "channels": 8, "blocks": 1, "patch": 16, "batch": 4, "slopes": "channel",
-        "val_crop": 48, "holdout_every": 3, "warmup_steps": 2, "checkpoint_minutes": 100,
-    }))
-    common = ["upscale", "--data", str(images), "--cache", str(tmp_path / "cache"),
-              "--threads", "1", "--minutes", "2"]
+    config = _tiny_config(tmp_path, slopes="channel")
+    common = _common(tmp_path, images)
     old = tmp_path / "old"
     assert main(common + ["--config", str(config), "--out", str(old), "--max-steps", "2"]) == 0
     saved = torch.load(old / "last.pt", weights_only=False)
