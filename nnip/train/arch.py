@@ -32,8 +32,9 @@ __all__ = ["ECB", "ECBLevel", "SRNet", "PlainSRNet", "conv_macs_per_pixel", "pre
 #: PReLU slope sharing: per channel, or one per layer. Why it matters: onnxruntime's CPU
 #: provider fuses a Relu or LeakyRelu (one scalar slope) into the conv before it, not a
 #: per-channel PRelu, which costs separate passes over the activations. Measured on
-#: upscale-fast (768 x 768, 2 threads): 181 GFLOP/s with per-channel slopes (rewritten as
-#: Relu/Mul/Mul/Add by the export, already the fastest unfused form), 309 with LeakyRelu.
+#: upscale-fast's session.run (benchmarks/gflops.py, 2 threads): 145 GFLOP/s with per-channel
+#: slopes (rewritten as Relu/Mul/Mul/Add by the export, the fastest unfused form), 268 with
+#: LeakyRelu (80 % of the machine's matmul rate).
 SLOPES = ("channel", "layer")
 
 _SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))

@@ -6,8 +6,9 @@
    every ECB block folded into one 3x3 conv);
 2. export ONNX (opset 17, dynamic height and width) with the TorchScript exporter, and
    rewrite every PRelu with a constant slope (:func:`split_prelu`): one slope per layer
-   becomes a LeakyRelu, which onnxruntime fuses into the conv (upscale-fast at 768 x 768:
-   309 against 181 GFLOP/s), per-channel slopes ``a * x + (1 - a) * relu(x)``; onnxruntime's
+   becomes a LeakyRelu, which onnxruntime fuses into the conv (upscale-fast's session.run,
+   benchmarks/gflops.py: 268 GFLOP/s against 145 per channel), per-channel slopes
+   ``a * x + (1 - a) * relu(x)``; onnxruntime's
    own PRelu kernel took 28-47 % of a whole-image run of upscale-fast and demosaic
    (measured with benchmarks/gflops.py's per-operator profile);
 3. check parity: onnxruntime against the torch network on random inputs of two odd sizes
