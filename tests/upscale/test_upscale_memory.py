@@ -14,6 +14,8 @@ from nnip.core.imageio import Image, ImageMeta
 from nnip.core.models import ModelSpec
 from nnups.upscale import (
     HALO_REACH,
+    FIDELITY_REACH,
+    SHARPEN,
     SMOOTH_STEPS,
     area_downscale,
     classical_upscale,
@@ -129,7 +131,7 @@ def test_plan_bands_partition_rows_with_enough_context(models) -> None:
             for band in bands:
                 (c0, c1), (f0, f1), (n0, n1) = band.core, band.fidelity, band.network
                 assert c0 % spec.align == 0 and n0 % spec.align == 0
-                assert f0 == max(c0 - SMOOTH_STEPS, 0) and f1 == min(c1 + SMOOTH_STEPS, height)
+                assert f0 == max(c0 - FIDELITY_REACH, 0) and f1 == min(c1 + FIDELITY_REACH, height)
                 reach = max(spec.margin, 2)  # the network's, or the cubic's
                 assert n0 <= max(f0 - reach, 0) and n1 == min(f1 + reach, height)
 
@@ -139,7 +141,7 @@ def test_default_band_is_one_engine_tile_row(models) -> None:
     spec = specs["upscale-deep"]  # margin 3
     rows = default_band_rows(768, spec, 6000)
     # core + fidelity reach + margin, then the engine's own reflected margin: one tile.
-    assert rows + 2 * (SMOOTH_STEPS + spec.margin) + 2 * spec.margin == 768
+    assert rows + 2 * (FIDELITY_REACH + spec.margin) + 2 * spec.margin == 768
     assert default_band_rows(768, spec, 60000) < rows  # very wide images: fewer rows
     assert default_band_rows(16, spec, 100) == 64  # tiny tiles: no slivers
 
@@ -161,12 +163,12 @@ def test_progress_counts_every_tile_of_every_band_once(models, rng) -> None:
 def _plain_fidelity(
     upscaled: np.ndarray, reference: np.ndarray, steps: int = SMOOTH_STEPS
 ) -> np.ndarray:
-    """The fidelity step as first written: whole arrays, float64 bisection, each block
+    """The fidelity step written plainly: whole arrays, float64 bisection, each block
     clamped to the min..max of the input in its (2 HALO_REACH + 1)^2 window."""
     target = np.clip(reference, 0, 1).astype(np.float32)
     out = np.array(upscaled, np.float32)
     for _ in range(steps):
-        out = np.clip(out + _plain_bilinear(target - area_downscale(out)), 0, 1)
+        out = np.clip(out + _plain_bilinear(_plain_sharpen(target - area_downscale(out))), 0, 1)
     out += np.repeat(np.repeat(target - area_downscale(out), 2, 0), 2, 1)
     h, w, c = target.shape
     r = HALO_REACH
@@ -184,6 +186,16 @@ def _plain_fidelity(
         low, high = np.where(below, mid, low), np.where(below, high, mid)
     solved = np.clip(blocks + (low + high) / 2, floor, ceiling).astype(np.float32)
     return solved.reshape(h, w, c, 2, 2).transpose(0, 3, 1, 4, 2).reshape(out.shape)
+
+
+def _plain_sharpen(r: np.ndarray) -> np.ndarray:
+    """[-w, 1 + 2 w, -w] along rows, then columns, edges repeated."""
+    for axis in (0, 1):
+        p = np.moveaxis(np.pad(np.moveaxis(r, axis, 0), [(1, 1)] + [(0, 0)] * (r.ndim - 1),
+                               mode="edge"), 0, axis)
+        take = lambda a, b: np.moveaxis(np.moveaxis(p, axis, 0)[a:b], 0, axis)  # noqa: E731
+        r = (1 + 2 * SHARPEN) * take(1, -1) - SHARPEN * (take(0, -2) + take(2, None))
+    return r.astype(np.float32)
 
 
 def _plain_bilinear(r: np.ndarray) -> np.ndarray:
@@ -219,7 +231,7 @@ def test_fidelity_step_reaches_exactly_its_band_context(rng) -> None:
     poked = reference.copy()
     poked[10] += 0.1
     moved = np.abs(enforce_fidelity(start, poked) - base).max(axis=(1, 2)).reshape(21, 2).max(1)
-    reach = max(SMOOTH_STEPS, HALO_REACH)
+    reach = FIDELITY_REACH
     assert np.all(moved[10 - reach : 11 + reach] > 0)
     assert np.all(moved[: 10 - reach] == 0) and np.all(moved[11 + reach :] == 0)
 
