@@ -262,20 +262,30 @@ def normalise_mosaic(raw: RawFrame) -> np.ndarray:
     Black is per colour index (tiled through ``cfa_indices`` for a mosaic; per channel for
     (H, W, C) data). Values are not clipped: noise below black stays negative.
     """
-    data = raw.mosaic.astype(np.float32)
+    data = raw.mosaic.astype(np.float32)  # the one full-size array: worked in place
     black = np.asarray(raw.black_level_per_channel, dtype=np.float32)
     if data.ndim == 3:
         per_pixel = black[: data.shape[2]] if data.shape[2] <= 4 else black[0]
     elif raw.cfa_indices is not None:
         n = raw.cfa_indices.shape[0]
-        reps = (-(-data.shape[0] // n), -(-data.shape[1] // n))
         # LibRaw gives index 6 ("all colours") for a monochrome sensor: its black is black[0].
         cell = np.where(raw.cfa_indices > 3, 0, raw.cfa_indices)
-        per_pixel = black[np.tile(cell, reps)[: data.shape[0], : data.shape[1]]]
+        # One period of rows (n, W): broadcast over the row periods, no per-pixel tables.
+        per_pixel = black[np.tile(cell, (1, -(-data.shape[1] // n)))[:, : data.shape[1]]]
+        whole = data.shape[0] // n * n
+        _normalise_rows(data[:whole].reshape(-1, n, data.shape[1]), per_pixel, raw.white_level)
+        _normalise_rows(data[whole:], per_pixel[: data.shape[0] - whole], raw.white_level)
+        return data
     else:
         per_pixel = black[0]
-    scale = np.float32(raw.white_level) - per_pixel
-    return ((data - per_pixel) / np.maximum(scale, 1.0)).astype(np.float32)
+    _normalise_rows(data, per_pixel, raw.white_level)
+    return data
+
+
+def _normalise_rows(data: np.ndarray, black: np.ndarray | np.floating, white: float) -> None:
+    """``data = (data - black) / max(white - black, 1)`` in place, ``black`` broadcast."""
+    data -= black
+    data /= np.maximum(np.float32(white) - black, np.float32(1.0))
 
 
 def camera_matrix(raw: RawFrame) -> tuple[np.ndarray, str | None]:
