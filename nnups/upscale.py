@@ -519,7 +519,8 @@ def _network_upscale(
 def _run(
     engine: Engine, spec: ModelSpec, chw: np.ndarray, tile: int | None, progress: ProgressFn | None
 ) -> np.ndarray:
-    out = engine.run(spec, [chw], tile=tile, progress=progress)
+    # The next band runs the model again: its arena stays warm (no release).
+    out = engine.run(spec, [chw], tile=tile, progress=progress, release=False)
     return np.ascontiguousarray(out, dtype=np.float32)
 
 

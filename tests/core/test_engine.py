@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import onnxruntime as ort
@@ -216,3 +217,21 @@ def test_spec_with_a_wrong_scale_is_caught_when_run(install_models, rng) -> None
     registry = install_models({"upscale-s": conv_net(scale=2)}, overrides={"upscale-s": {"scale": 1}})
     with pytest.raises(ModelIntegrityError, match="spec implies"):
         Engine("cpu", registry=registry).run(registry.get("upscale-s"), [rng.random((3, 8, 8), np.float32)])
+
+
+def _resident_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_release_gives_the_arena_back_and_changes_no_result(install_models, rng) -> None:
+    registry = install_models({"upscale-wide": conv_net(layers=3, width=32)})
+    engine = Engine("cpu", threads=1, registry=registry)
+    spec = registry.get("upscale-wide")
+    image = rng.random((3, 1024, 1024), np.float32)
+    kept = engine.run(spec, [image], tile=1024, release=False)  # 32 x 1024^2 floats: 128 MiB a tensor
+    before = _resident_mib()
+    engine.release(spec)
+    assert before - _resident_mib() > 60
+    assert np.array_equal(engine.run(spec, [image], tile=1024), kept)
