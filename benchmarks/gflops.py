@@ -302,6 +302,15 @@ def _cell(rate: float | None, reference: float | None) -> str:
     return f"{rate:.1f}{share}"
 
 
+def _batch_share(row: ModelRow, files: int, size: int) -> str:
+    """The staged batch's network GFLOP/s against session.run's (its files are the command's)."""
+    if row.overlap is None or row.command is None:
+        return "-"
+    session = row.spec.gflop_per_mp * size * size / 1e6 / row.session
+    batch = row.spec.gflop_per_mp * row.command.megapixels * files / row.overlap[0]
+    return _cell(batch, session)
+
+
 def _main_table(rows: Sequence[ModelRow], limit: float, size: int) -> str:
     table = []
     for row in rows:
@@ -401,13 +410,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                for row in rows for op, nodes, share in row.operators if share >= 0.01]
     body.append(markdown_table(["model", "operator", "nodes", "share"], op_rows))
     overlap_rows = [[row.spec.name, args.batch_files, f"{row.overlap[1]:.2f}", f"{row.overlap[0]:.2f}",
-                     f"{row.overlap[1] / row.overlap[0]:.2f}x"] for row in rows if row.overlap]
+                     f"{row.overlap[1] / row.overlap[0]:.2f}x", _batch_share(row, args.batch_files, args.size)]
+                    for row in rows if row.overlap]
     if overlap_rows:
         body += ["", "Overlapped I/O (run_batch, --jobs 1): the next file decoded and the last one "
                  "written while the network runs (FileStages), against the same steps in one "
                  "call per file (before):", "",
                  markdown_table(["model", "files", "one call per file, s", "FileStages, s",
-                                 "speed-up"], overlap_rows)]
+                                 "speed-up", "FileStages GFLOP/s (% of session.run)"], overlap_rows)]
     publish(Section("gflops", "Achieved GFLOP/s: matmul limit, session.run, tiled, full command",
                     "\n".join(body), models=[describe_model(r.spec) for r in rows], argv=argv),
             args.results)

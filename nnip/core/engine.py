@@ -24,7 +24,7 @@ import numpy as np
 
 from nnip.core.errors import ModelError, ModelIntegrityError, ProviderError
 from nnip.core.models import ModelSpec, Registry
-from nnip.core.tiling import BatchFn, ProgressFn, TileSource, min_tile, run_tiled, run_whole
+from nnip.core.tiling import BatchFn, ProgressFn, TileSource, min_tile, plan_tiles, run_tiled, run_whole
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -332,7 +332,7 @@ class Engine:
         tile: int | None = None,
         batch: int = 1,
         progress: ProgressFn | None = None,
-        release: bool = True,
+        release: bool | None = None,
     ) -> np.ndarray:
         """Run ``spec``'s model over images of any size, tiled (equals :meth:`run_whole`).
 
@@ -350,10 +350,12 @@ class Engine:
             Same-shaped tiles per session call.
         progress : callable, optional
             ``progress(done, total)`` after each tile.
-        release : bool
-            Afterwards, :meth:`release` the memory the session's arena kept. False for
-            callers that run the model again at once (an upscale's bands): its next run
-            would fault those pages in again.
+        release : bool, optional
+            Afterwards, :meth:`release` the memory the session's arena kept. None (the
+            default): release after runs of more than one tile (large images, whose arena
+            is a full tile's activations), keep it after a one-tile run (a small image:
+            small arena, and the next image reuses it without faulting pages in). False
+            for callers that run the model again at once (an upscale's bands).
 
         Returns
         -------
@@ -378,6 +380,9 @@ class Engine:
             scale=spec.scale, margin=spec.margin, align=spec.align,
             out_channels=spec.outputs[0].channels, tile=tile, batch=batch, progress=progress,
         )
+        if release is None:
+            height, width = arrays[0].shape[-2:]
+            release = len(plan_tiles(height, width, tile, spec.margin, spec.align)) > 1
         if release:
             self.release(spec)
         return out

@@ -235,3 +235,18 @@ def test_release_gives_the_arena_back_and_changes_no_result(install_models, rng)
     engine.release(spec)
     assert before - _resident_mib() > 60
     assert np.array_equal(engine.run(spec, [image], tile=1024), kept)
+
+
+def test_runs_of_several_tiles_release_the_arena_by_default(install_models, rng, monkeypatch) -> None:
+    registry = install_models({"upscale-r": conv_net(layers=2)})
+    engine = Engine("cpu", threads=1, registry=registry)
+    spec = registry.get("upscale-r")
+    released: list[str] = []
+    monkeypatch.setattr(engine, "release", lambda s: released.append(s.name))
+    engine.run(spec, [rng.random((3, 20, 20), np.float32)], tile=32)  # one tile: kept
+    assert released == []
+    engine.run(spec, [rng.random((3, 30, 70), np.float32)], tile=32)  # several: released
+    assert released == ["upscale-r"]
+    engine.run(spec, [rng.random((3, 30, 70), np.float32)], tile=32, release=False)
+    engine.run(spec, [rng.random((3, 20, 20), np.float32)], tile=32, release=True)
+    assert released == ["upscale-r", "upscale-r"]
