@@ -44,7 +44,7 @@ import os
 import stat
 import struct
 import zlib
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -54,6 +54,7 @@ import numpy as np
 
 from nnip import __version__
 from nnip.core import metadata
+from nnip.core.jpeg_strips import StripJpeg, strip_rows
 from nnip.core.errors import (
     ImageReadError,
     InputError,
@@ -1016,18 +1017,33 @@ def write_image_bands(
     height, width, channels = shape
     keep_alpha = alpha and fmt != "jpeg"
     samples = np.empty((height, width, channels + keep_alpha), dtype=_SAMPLE_DTYPES[bits])
-    for band in bands:
-        planes = [band.pixels]
-        if band.alpha is not None:
-            if not keep_alpha:
-                if float(np.min(band.alpha)) < 1.0 - 0.5 / 255:
-                    raise OutputError("JPEG cannot store transparency; write PNG or TIFF instead")
-            else:
-                planes.append(band.alpha[:, :, None])
-        _fill_samples(planes, samples[band.row : band.row + band.pixels.shape[0]], bits)
     software = software or f"nnip {__version__}"
     out_meta = _output_meta(meta, width, height, software)
-    _write_samples(Path(path), fmt, samples, out_meta, quality, compression, software)
+    # A large JPEG (standard Huffman tables, several strips) is encoded strip by strip as
+    # the bands come, beside the work that makes the next band (nnip.core.jpeg_strips).
+    strips = (fmt == "jpeg" and not _jpeg_optimized(samples.shape)
+              and height > strip_rows(width, channels, 0 if quality >= 90 else 2))
+    with (StripJpeg(samples, _jpeg_options(samples.shape, out_meta, quality)) if strips
+          else nullcontext()) as jpeg:
+        for band in bands:
+            planes = [band.pixels]
+            if band.alpha is not None:
+                if not keep_alpha:
+                    if float(np.min(band.alpha)) < 1.0 - 0.5 / 255:
+                        raise OutputError("JPEG cannot store transparency; write PNG or TIFF instead")
+                else:
+                    planes.append(band.alpha[:, :, None])
+            stop = band.row + band.pixels.shape[0]
+            _fill_samples(planes, samples[band.row : stop], bits)
+            if jpeg is not None:
+                jpeg.rows_done(stop)
+        if jpeg is None:
+            _write_samples(Path(path), fmt, samples, out_meta, quality, compression, software)
+            return
+        try:
+            jpeg.write(path)
+        except OSError as exc:
+            raise OutputError(f"cannot write the file ({exc.strerror or exc})") from None
 
 
 def _write_plan(path: str | os.PathLike[str], meta: ImageMeta, format: str | None,
@@ -1320,10 +1336,15 @@ def _write_jpeg(path: Path, samples: np.ndarray, meta: ImageMeta, quality: int) 
     from PIL import Image as PILImage
 
     picture = PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+    picture.save(path, "JPEG", **_jpeg_options(samples.shape, meta, quality))
+
+
+def _jpeg_options(shape: tuple[int, ...], meta: ImageMeta, quality: int) -> dict[str, object]:
+    """Pillow's JPEG save options for an image of ``shape`` (H, W, C) with ``meta``."""
     options: dict[str, object] = {
         "quality": quality,
         "subsampling": 0 if quality >= 90 else 2,  # 4:4:4 keeps colour edges at high quality
-        "optimize": samples.shape[0] * samples.shape[1] <= _JPEG_OPTIMIZE_PIXELS,
+        "optimize": _jpeg_optimized(shape),
     }
     exif = metadata.fit_exif(meta.exif, _JPEG_SEGMENT_BYTES)
     if exif:
@@ -1334,7 +1355,11 @@ def _write_jpeg(path: Path, samples: np.ndarray, meta: ImageMeta, quality: int) 
         options["xmp"] = meta.xmp
     if meta.dpi:
         options["dpi"] = meta.dpi
-    picture.save(path, "JPEG", **options)
+    return options
+
+
+def _jpeg_optimized(shape: tuple[int, ...]) -> bool:
+    return shape[0] * shape[1] <= _JPEG_OPTIMIZE_PIXELS
 
 
 def _write_png(path: Path, samples: np.ndarray, meta: ImageMeta) -> None:
