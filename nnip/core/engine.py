@@ -393,9 +393,12 @@ class Engine:
         After a run the arena keeps the largest tile's activations (for a width-56 demosaic
         at tile 768, hundreds of MB), and every model's session has its own arena: a develop
         with denoise and demosaic held both at once. One tiny run with arena shrinkage frees
-        the chunks nothing uses. Measured on a 24 MP denoise + demosaic-quality develop
+        the chunks nothing uses. Measured on a 24 MP denoise + demosaic v4 develop
         (2026-11-26): peak RSS 2161 -> 1147 MiB when shrinking after every tile, which
-        cost 1-2 s; once per stage, as here, costs a few milliseconds.
+        cost 1-2 s; 1368 MiB once per stage (benchmarks/develop_speed.py), for a few
+        milliseconds. On one-tile images the next image's run faulted the freed pages in
+        again (demosaic on Kodak24: 2.06x demosaicnet's speed -> 1.97x), hence
+        :meth:`run`'s default of releasing only after several tiles.
         """
         loaded = self._get(spec)
         size = min_tile(spec.margin, spec.align)
