@@ -397,7 +397,8 @@ class Engine:
         (2026-11-26): peak RSS 2161 -> 1147 MiB when shrinking after every tile, which
         cost 1-2 s; 1368 MiB once per stage (benchmarks/develop_speed.py), for a few
         milliseconds. On one-tile images the next image's run faulted the freed pages in
-        again (demosaic on Kodak24: 2.06x demosaicnet's speed -> 1.97x), hence
+        again (demosaic on Kodak24: 1.97x demosaicnet's speed with a release per image,
+        2.17x without; benchmarks/demosaic_quality.py), hence
         :meth:`run`'s default of releasing only after several tiles.
         """
         loaded = self._get(spec)
