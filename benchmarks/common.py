@@ -26,7 +26,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -168,6 +168,20 @@ def run_measured(command: Sequence[str], *, env: dict[str, str] | None = None) -
     record = json.loads(done.stdout.strip().splitlines()[-1])
     scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10
     return Measured(record["seconds"], record["maxrss"] * scale, record["rc"], record["stderr"])
+
+
+def best_in_turns(runs: Sequence[tuple[Any, dict]], repeats: int) -> list[float]:
+    """Best ``session.run(None, feed)`` seconds of each (session, feed), after one warm-up
+    each, measured in turns (so a drift in the machine's load hits all alike)."""
+    for session, feed in runs:
+        session.run(None, feed)
+    best = [float("inf")] * len(runs)
+    for _ in range(repeats):
+        for i, (session, feed) in enumerate(runs):
+            start = time.perf_counter()
+            session.run(None, feed)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 # --------------------------------------------------------------------------- Markdown

@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from common import REPO, Section, describe_model, markdown_table, publish
+from common import REPO, Section, best_in_turns, describe_model, markdown_table, publish
 
 BAR_DB = 0.05
 CONFIGS = tuple({"float_convs": n, "calibration": "percentile"} for n in (1, 2, 3))
@@ -65,17 +64,10 @@ def _val_score(session: Any, task: Any, val: Sequence) -> float:
 
 
 def _speed(sessions: Sequence[Any], size: int, repeats: int) -> list[float]:
-    feeds = []
-    for session in sessions:
-        feeds.append({i.name: np.random.default_rng(0).random(
-            (1, i.shape[1], size, size), dtype=np.float32) for i in session.get_inputs()})
-    best = [float("inf")] * len(sessions)
-    for _ in range(repeats):
-        for k, (session, feed) in enumerate(zip(sessions, feeds)):
-            start = time.perf_counter()
-            session.run(None, feed)
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best
+    rng = np.random.default_rng(0)
+    feeds = [{i.name: rng.random((1, i.shape[1], size, size), dtype=np.float32)
+              for i in session.get_inputs()} for session in sessions]
+    return best_in_turns(list(zip(sessions, feeds)), repeats)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,11 +25,10 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from common import Section, describe_model, markdown_table, publish, shared_path
+from common import Section, best_in_turns, describe_model, markdown_table, publish, shared_path
 
 BAR_DB = 0.05
 DEFAULT_CONFIGS = ("float_convs=1,calibration=percentile;float_convs=1,calibration=entropy;"
@@ -104,16 +103,8 @@ def alternating_seconds(engine: Any, specs: Sequence[Any], size: int, repeats: i
     runs = []
     for spec in specs:
         session = engine.session(spec)
-        feed = _feed(session, spec, _random_inputs(spec, size))
-        session.run(None, feed)  # warm-up
-        runs.append((session, feed))
-    best = [float("inf")] * len(specs)
-    for _ in range(repeats):
-        for i, (session, feed) in enumerate(runs):
-            start = time.perf_counter()
-            session.run(None, feed)
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
+        runs.append((session, _feed(session, spec, _random_inputs(spec, size))))
+    return best_in_turns(runs, repeats)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
