@@ -762,9 +762,10 @@ def enforce_fidelity(
     reference : np.ndarray
         (H, W[, C]), the input the result must stay faithful to.
     smooth_steps : int
-        Rounds of bilinear back-projection (seamless, leaves a small residual). Each
-        reaches one more input pixel: an output block depends on ``reference`` and
-        ``upscaled`` at most ``smooth_steps`` input pixels away.
+        Rounds of pre-sharpened bilinear back-projection (seamless, leaves a small
+        residual). Each reaches two more input pixels: an output block depends on
+        ``reference`` and ``upscaled`` at most ``2 * smooth_steps`` input pixels away
+        (and ``halo_reach`` for the clamp's bounds).
     exact : bool
         Finish with the exact per-block step (block means equal ``reference``).
     clip : bool
