@@ -1021,10 +1021,10 @@ def write_image_bands(
     out_meta = _output_meta(meta, width, height, software)
     # A large JPEG (standard Huffman tables, several strips) is encoded strip by strip as
     # the bands come, beside the work that makes the next band (nnip.core.jpeg_strips).
-    strips = (fmt == "jpeg" and not _jpeg_optimized(samples.shape)
-              and height > strip_rows(width, channels, 0 if quality >= 90 else 2))
-    with (StripJpeg(samples, _jpeg_options(samples.shape, out_meta, quality)) if strips
-          else nullcontext()) as jpeg:
+    options = _jpeg_options(samples.shape, out_meta, quality) if fmt == "jpeg" else {}
+    strips = (fmt == "jpeg" and not options["optimize"]
+              and height > strip_rows(width, channels, int(options["subsampling"])))
+    with StripJpeg(samples, options) if strips else nullcontext() as jpeg:
         for band in bands:
             planes = [band.pixels]
             if band.alpha is not None:
