@@ -69,6 +69,7 @@ from nnip.core.batch import (
 )
 from nnip.core.engine import DEVICE_CHOICES
 from nnip.core.errors import NnipError
+from nnip.core.hugepages import prefer_small_pages
 from nnip.core.models import MANIFEST_NAME, MODELS_DIR_ENV, resolve_models_dir, sha256_of
 
 __all__ = [
@@ -630,6 +631,7 @@ def _quiet_libraries() -> Iterator[None]:
 
 def run_main(group: click.Group, prog: str, argv: Sequence[str] | None = None) -> NoReturn:
     """The console-script entry point: usage errors exit 2, Ctrl-C 130, SIGTERM 143."""
+    prefer_small_pages()  # see nnip.core.hugepages: a process-wide choice, the command's to make
     with _quiet_libraries(), _sigterm_as_interrupt() as terminated:
         code = _main(group, prog, argv, terminated)
     if terminated and code == EXIT_INTERRUPTED:

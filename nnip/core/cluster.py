@@ -51,6 +51,7 @@ from nnip.core.batch import (
     run_batch,
 )
 from nnip.core.errors import ClusterError, NnipError
+from nnip.core.hugepages import prefer_small_pages
 
 __all__ = [
     "DEFAULT_LOCAL_WORKERS",
@@ -253,6 +254,7 @@ class _ProcessorPlugin(WorkerPlugin):
                 f"this batch nnip {self.version}"
             )
             raise self.error
+        prefer_small_pages()  # as the local command does (nnip.core.hugepages)
         try:
             self.process_fn = self.recipe()
         except NnipError as exc:  # kept for the files sent here anyway (a late worker)
