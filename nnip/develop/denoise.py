@@ -64,6 +64,7 @@ __all__ = [
     "SIGMA_FLOOR",
     "parse_denoise",
     "box_mean",
+    "local_signal",
     "sigma_map",
     "unpack_rggb",
     "check_denoise_model",
@@ -142,8 +143,20 @@ def box_mean(planes: np.ndarray, radius: int = SIGMA_RADIUS) -> np.ndarray:
     return ndimage.uniform_filter(data, size=(1, size, size), mode="mirror")
 
 
+def local_signal(packed: np.ndarray, radius: int = SIGMA_RADIUS) -> np.ndarray:
+    """The signal estimate the noise map and the trained-range weight read: the box mean of
+    each plane (:func:`box_mean`), clipped to [0, 1]; float32 (C, h, w), a new array."""
+    signal = box_mean(packed, radius)
+    return np.clip(signal, 0.0, 1.0, out=signal)
+
+
 def sigma_map(
-    packed: np.ndarray, params: NoiseParams, *, channels: int = 4, radius: int = SIGMA_RADIUS
+    packed: np.ndarray,
+    params: NoiseParams,
+    *,
+    channels: int = 4,
+    radius: int = SIGMA_RADIUS,
+    signal: np.ndarray | None = None,
 ) -> np.ndarray:
     """The ``noise_sigma`` input for a packed mosaic (see the module notes).
 
@@ -158,6 +171,9 @@ def sigma_map(
     radius : int
         Box radius of the signal estimate (training and inference must agree: keep the
         default).
+    signal : ndarray, optional
+        ``local_signal(packed, radius)`` when the caller has it already; it is then
+        worked on in place (and becomes the result, for 4 channels).
 
     Returns
     -------
@@ -166,8 +182,8 @@ def sigma_map(
     """
     if channels not in (1, 4):
         raise ValueError(f"a noise map has 4 or 1 channels, not {channels}")
-    variance = box_mean(packed, radius)  # the signal estimate, then (in place) its variance
-    np.clip(variance, 0.0, 1.0, out=variance)
+    # The signal estimate, then (in place) its variance.
+    variance = local_signal(packed, radius) if signal is None else signal
     variance *= np.float32(params.a)
     variance += np.float32(params.b)
     if channels == 1:
@@ -249,12 +265,17 @@ def denoise_packed(
     if strength == 0.0:
         return packed
     mosaic_at, sigma_at = check_denoise_model(spec)
-    sigma = sigma_map(packed, params, channels=spec.inputs[sigma_at].channels)
+    # One box filter serves both the weight and the noise map (the map's works in place).
+    signal = local_signal(packed)
+    weight = trained_range_weight(packed, params, signal=signal)
+    sigma = sigma_map(packed, params, channels=spec.inputs[sigma_at].channels, signal=signal)
+    del signal
+    if strength > 1.0:
+        sigma *= np.float32(strength)
     inputs: list[Any] = [None, None]
-    inputs[mosaic_at] = packed
-    inputs[sigma_at] = sigma * np.float32(max(strength, 1.0))
+    inputs[mosaic_at], inputs[sigma_at] = packed, sigma
     denoised = engine.run(spec, inputs, tile=tile)
-    weight = trained_range_weight(packed, params)
+    del inputs, sigma
     if strength < 1.0:
         weight *= np.float32(strength)
     denoised -= packed
@@ -263,12 +284,15 @@ def denoise_packed(
     return np.ascontiguousarray(denoised, dtype=np.float32)
 
 
-def trained_range_weight(packed: np.ndarray, params: NoiseParams) -> np.ndarray:
+def trained_range_weight(
+    packed: np.ndarray, params: NoiseParams, *, signal: np.ndarray | None = None
+) -> np.ndarray:
     """Per-pixel weight of the network's correction, float32 (4, h, w) in [0, 1]:
     ``min(1, sigma / sigma_trained)`` at the local signal (module notes), so a frame quieter
-    than the model was trained on is left as it is rather than smoothed."""
-    signal = box_mean(packed, SIGMA_RADIUS)
-    np.clip(signal, 0.0, 1.0, out=signal)
+    than the model was trained on is left as it is rather than smoothed. ``signal``:
+    ``local_signal(packed)`` when the caller has it (read, not changed)."""
+    if signal is None:
+        signal = local_signal(packed)
     floor_a, floor_b = TRAINED_NOISE_FLOOR
     ratio = (signal * np.float32(params.a) + np.float32(params.b)) / (
         signal * np.float32(floor_a) + np.float32(floor_b))

@@ -415,7 +415,7 @@ class WhiteBalanceStage:
         _expect(frame, self.name, "camera")
         multipliers, frame = self._multipliers(frame)
         balanced = frame.pixels * multipliers.astype(np.float32)
-        mask = np.any(balanced > 1.0, axis=-1)
+        mask = colour.channel_max(balanced) > 1.0
         return frame.replace(pixels=balanced, space="camera-wb", multipliers=multipliers,
                              highlight_mask=mask)
 

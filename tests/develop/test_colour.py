@@ -169,3 +169,15 @@ def test_parse_white_balance(text, expected) -> None:
 def test_parse_white_balance_rejects(bad) -> None:
     with pytest.raises(ValueError):
         parse_white_balance(bad)
+
+
+def test_channel_max_is_the_largest_channel_in_a_new_array() -> None:
+    from nnip.develop.colour import channel_max
+
+    rng = np.random.default_rng(3)
+    for shape in ((5, 7, 3), (11, 4), (2, 3, 1)):
+        pixels = rng.standard_normal(shape).astype(np.float32)
+        largest = channel_max(pixels)
+        assert largest.dtype == np.float32 and largest.shape == shape[:-1]
+        assert np.array_equal(largest, pixels.max(axis=-1))
+        assert not np.shares_memory(largest, pixels)
