@@ -54,7 +54,6 @@ LIBRAW_METHODS = ("ahd", "dcb", "vng", "ppg", "bilinear")
 DEMOSAIC_METHODS = ("nn",) + LIBRAW_METHODS
 
 _CHANNEL_OF_LETTER = {"R": 0, "G": 1, "B": 2}
-_STRIP_ROWS = 256  # output rows decoded at once by the network path
 
 
 def _check_pattern(pattern: str) -> None:
@@ -257,20 +256,12 @@ def nn_demosaic(
     packed, (top, left, height, width) = _network_input(mosaic, pattern, wb, spec.inputs[0])
     output = engine.run(spec, [packed], tile=tile)  # (3, H', W')
     del packed
-    # Decoded, unbalanced and made interleaved strip by strip: no second full-size planar
-    # array (288 MB on 24 MP), and each strip's temporaries stay small.
-    rgb = np.empty((height, width, 3), dtype=np.float32)
-    balance_planes = wb[:, None, None]
-    for start in range(0, height, _STRIP_ROWS):
-        stop = min(height, start + _STRIP_ROWS)
-        strip = output[:, top + start:top + stop, left:left + width]
-        if out_spec.transfer != "linear":
-            strip = decode_transfer(strip, out_spec.transfer)
-        else:
-            strip = strip.copy()
-        strip /= balance_planes
-        rgb[start:stop] = np.moveaxis(strip, 0, -1)
-    return rgb
+    rgb = output[:, top:top + height, left:left + width]
+    if out_spec.transfer != "linear":
+        rgb = decode_transfer(rgb, out_spec.transfer)
+    del output
+    rgb /= wb[:, None, None]
+    return np.ascontiguousarray(np.moveaxis(rgb, 0, -1))
 
 
 def _network_input(
