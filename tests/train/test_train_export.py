@@ -146,6 +146,88 @@ def test_split_prelu_computes_the_same_function_without_prelu():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
+class _Residual(nn.Module):
+    """A PReLU whose output is also added back: its steep slopes cannot be folded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.act = nn.PReLU(3)
+
+    def forward(self, x):
+        return self.act(self.conv(x)) + x
+
+
+def _run(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"]).run(
+        None, {"image": x})[0]
+
+
+def _expected(net: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return net(torch.from_numpy(x)).numpy()
+
+
+def test_split_prelu_folds_steep_slopes_into_the_convs_and_runs_three_passes():
+    net = _Stack().eval()
+    with torch.no_grad():
+        net.body[3].weight.copy_(torch.tensor([-0.5, 0.1, 1.0, 2.0]))
+    raw = to_onnx(net, _spec(1))
+    split = onnx.load_from_string(split_prelu(raw))
+    ops = [n.op_type for n in split.graph.node]
+    assert ops.count("Mul") == 1 and ops.count("Relu") == 2 and "PRelu" not in ops
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in split.graph.initializer}
+    below = next(v for k, v in inits.items() if k.endswith("slope_minus_one")).ravel()
+    np.testing.assert_allclose(below, [-1.5, -0.9, 0.0, -0.5], atol=1e-6)  # 1/2 - 1 for 2.0
+    conv_before = net.body[2].weight.detach().numpy()
+    folded = next(v for v in inits.values() if v.shape == conv_before.shape)
+    np.testing.assert_allclose(folded[3], -conv_before[3], atol=1e-7)  # its row negated
+    np.testing.assert_allclose(folded[:3], conv_before[:3], atol=1e-7)
+    x = np.random.default_rng(3).standard_normal((1, 3, 21, 17)).astype(np.float32)
+    np.testing.assert_allclose(_run(split.SerializeToString(), x), _expected(net, x),
+                               rtol=0, atol=1e-5)
+
+
+def test_split_prelu_keeps_four_passes_where_a_steep_slope_cannot_be_folded():
+    net = _Residual().eval()
+    with torch.no_grad():
+        net.act.weight.copy_(torch.tensor([0.2, 1.5, -0.3]))
+    split = split_prelu(to_onnx(net, _spec(1)))
+    assert any(i.name.endswith("one_minus_slope") for i in onnx.load_from_string(split).graph.initializer)
+    x = np.random.default_rng(4).standard_normal((1, 3, 9, 11)).astype(np.float32)
+    np.testing.assert_allclose(_run(split, x), _expected(net, x), rtol=0, atol=1e-5)
+    with torch.no_grad():  # gentle slopes only: three passes even here
+        net.act.weight.copy_(torch.tensor([0.2, 0.9, -0.3]))
+    split = split_prelu(to_onnx(net, _spec(1)))
+    assert not any(i.name.endswith("one_minus_slope")
+                   for i in onnx.load_from_string(split).graph.initializer)
+    np.testing.assert_allclose(_run(split, x), _expected(net, x), rtol=0, atol=1e-5)
+
+
+def test_split_prelu_rewrites_the_four_pass_form_of_older_exports():
+    net = _Stack().eval()
+    with torch.no_grad():
+        net.body[3].weight.copy_(torch.tensor([0.3, 1.2, -0.2, 0.7]))
+    model = onnx.load_from_string(to_onnx(net, _spec(1)))
+    prelu = next(n for n in model.graph.node if n.op_type == "PRelu")
+    slope = next(onnx.numpy_helper.to_array(i) for i in model.graph.initializer
+                 if i.name == prelu.input[1]).astype(np.float32)
+    from nnip.train.export import _four_pass_prelu
+
+    nodes = []
+    for node in model.graph.node:  # what an export before the 3-pass form wrote
+        nodes += _four_pass_prelu(model.graph, node, slope, "act") if node is prelu else [node]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    old = model.SerializeToString()
+    new = onnx.load_from_string(split_prelu(old))
+    assert [n.op_type for n in new.graph.node].count("Mul") == 1
+    x = np.random.default_rng(5).standard_normal((1, 3, 13, 12)).astype(np.float32)
+    np.testing.assert_allclose(_run(new.SerializeToString(), x), _run(old, x), rtol=0, atol=1e-5)
+
+
 def test_split_prelu_makes_a_single_slope_a_leaky_relu_with_nothing_left_dangling():
     import onnxruntime as ort
 
