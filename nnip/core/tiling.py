@@ -339,7 +339,9 @@ def run_tiled(
     done = 0
     for group in _groups(tiles, max(1, batch)):
         ctx_h, ctx_w = group[0].context.shape
-        stacked = [np.stack([gather(a, t.context) for t in group]) for a in arrays]
+        # One tile (the CPU default) needs no stacking copy: gather's array seen as a batch.
+        stacked = [gather(a, group[0].context)[None] if len(group) == 1
+                   else np.stack([gather(a, t.context) for t in group]) for a in arrays]
         expected = (len(group), out_channels, ctx_h * scale, ctx_w * scale)
         result = _run_checked(run_batch_fn, stacked, expected)
         for t, tile_out in zip(group, result):
