@@ -14,6 +14,9 @@
 #       The latest log lines of every run.
 #   bash tools/gpu_train.sh collect OUT
 #       Waits until every run has ended, then writes one OUT/NAME.tar per run.
+#   bash tools/gpu_train.sh watch OUT
+#       The same, but also writes each run's tar every 2 minutes while it trains (a call
+#       cut short by the device budget still brings back its last checkpoints).
 #
 # Each run gets: --device cuda, 5 data workers, batch 32, a validation and checkpoint every
 # 1.5 minutes; ARGS come after these, so a --set or --workers in ARGS wins. Three runs at once kept one
@@ -64,11 +67,33 @@ collect() {
     ls -la "$out"
 }
 
+snapshot() {
+    local out=$1 name
+    for run in "$GPU"/runs/*/; do
+        name=$(basename "$run")
+        cp "$GPU/runs/$name.out" "$run/gpu.out" 2>/dev/null || true
+        tar -C "$GPU/runs" -cf "$out/tmp-$name.tar" "$name" && mv "$out/tmp-$name.tar" "$out/$name.tar"
+    done
+}
+
+watch() {
+    local out=$1 waited=0
+    while pgrep -f "[n]nip.train" > /dev/null; do
+        sleep 10
+        waited=$((waited + 10))
+        if (( waited % 120 == 0 )); then snapshot "$out"; status; fi
+    done
+    snapshot "$out"
+    status
+    ls -la "$out"
+}
+
 command=${1:-}
 shift || true
 case $command in
     launch) launch "$@" ;;
     status) status ;;
     collect) collect "$@" ;;
-    *) sed -n '2,22p' "$0"; exit 2 ;;
+    watch) watch "$@" ;;
+    *) sed -n '2,25p' "$0"; exit 2 ;;
 esac
