@@ -34,6 +34,7 @@ __all__ = [
     "DEVICE_CHOICES",
     "AUTO_ORDER",
     "DEFAULT_TILE",
+    "HALF_PRECISION_DEVICES",
     "available_devices",
     "resolve_providers",
     "device_of",
@@ -53,6 +54,8 @@ DEVICES: Mapping[str, str] = MappingProxyType({
 AUTO_ORDER: tuple[str, ...] = ("tensorrt", "cuda", "directml", "coreml", "openvino", "cpu")
 #: Every value ``--device`` accepts.
 DEVICE_CHOICES: tuple[str, ...] = ("auto",) + AUTO_ORDER
+#: Devices on which a model's fp16 variant, when installed, runs in its place.
+HALF_PRECISION_DEVICES: frozenset[str] = frozenset({"cuda", "tensorrt"})
 #: Context tile edge (input pixels) when ``Engine.run`` gets ``tile=None``. On the CPU the
 #: cost per pixel hardly depends on the tile size (measured 128 to 1448 px: within 10 %), so
 #: what tiling costs is the overlap: 768 keeps it at ~4-8 % for a margin of 10 and one
@@ -277,16 +280,35 @@ class Engine:
     def _get(self, spec: ModelSpec) -> _Loaded:
         if self._registry is None:
             self._registry = Registry()
-        path = str(self._registry.load(spec))
         with self._lock:
-            if path not in self._sessions:
-                session = self._open_on_device(spec, path)
-                self._device = device_of(session.get_providers()[0])
-                self._sessions[path] = session
-            key = (path, spec.name)
-            if key not in self._bound:
-                self._bound[key] = _bind(spec, self._sessions[path])
-            return self._bound[key]
+            chosen = self.for_device(spec)
+            loaded = self._load(chosen)
+            if chosen is not spec and self._device not in HALF_PRECISION_DEVICES:
+                loaded = self._load(spec)  # the GPU did not start: fp32 on the CPU
+            return loaded
+
+    def for_device(self, spec: ModelSpec) -> ModelSpec:
+        """What runs for ``spec`` here: its fp16 variant on a GPU provider when one is
+        installed (a variant ships only where the quality holds; nnip.train.fp16), else
+        ``spec`` itself. A variant asked for by name (e.g. int8) is never replaced."""
+        if (self._device not in HALF_PRECISION_DEVICES or spec.variant_of
+                or spec.precision != "fp32" or self._registry is None):
+            return spec
+        try:
+            return self._registry.with_precision(spec, "fp16")
+        except ModelError:
+            return spec
+
+    def _load(self, spec: ModelSpec) -> _Loaded:
+        path = str(self._registry.load(spec))
+        if path not in self._sessions:
+            session = self._open_on_device(spec, path)
+            self._device = device_of(session.get_providers()[0])
+            self._sessions[path] = session
+        key = (path, spec.name)
+        if key not in self._bound:
+            self._bound[key] = _bind(spec, self._sessions[path])
+        return self._bound[key]
 
     def session(self, spec: ModelSpec) -> onnxruntime.InferenceSession:
         """The onnxruntime session for ``spec``, opened and checked on first use.

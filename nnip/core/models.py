@@ -58,7 +58,7 @@ __all__ = [
 TASKS = ("upscale", "demosaic", "denoise", "lens")
 
 #: Numeric precisions a model file may have; ``fp32`` is the exported network itself.
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "fp16")
 
 MODELS_DIR_ENV = "NNIP_MODELS_DIR"
 MANIFEST_NAME = "manifest.json"
