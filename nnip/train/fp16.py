@@ -112,8 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = "python -m nnip.train.fp16 " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     out_dir = args.out_dir or resolve_models_dir(args.models_dir)
+    source_dir = args.models_dir
     for name in args.names:
-        spec = half_model(name, args.models_dir, out_dir, command=command)
+        spec = half_model(name, source_dir, out_dir, command=command)
+        source_dir = out_dir  # the next conversion adds to this manifest, not a fresh copy
         print(json.dumps({"name": spec.name, "file": str(spec.path), "sha256": spec.sha256}))
     return 0
 
