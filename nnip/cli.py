@@ -214,7 +214,7 @@ def _make_processor(
 
     registry = Registry(params["models_dir"])
     engine = Engine(device=params["device"], threads=params["threads"], registry=registry)
-    models: list[str] = []
+    specs = []
     wanted = {
         "denoise": (parse_denoise(develop_options.denoise), develop_options.denoise_model),
         "demosaic": (develop_options.demosaic == "nn", develop_options.demosaic_model),
@@ -224,11 +224,16 @@ def _make_processor(
         if not enabled:
             continue
         try:  # for the records; a missing model is each file's error, from the pipeline
-            models.append(registry.find(task, name).name)
+            specs.append(registry.find(task, name))
         except ModelNotFoundError:
             pass
+
+    def models() -> list[str]:
+        # What runs: on a GPU a model's fp16 variant, when installed, takes its place.
+        return [engine.for_device(spec).name for spec in specs]
+
     if params["verbose"]:
-        click.echo(f"{PROG}: device {engine.device}; models {', '.join(models) or 'none'}", err=True)
+        click.echo(f"{PROG}: device {engine.device}; models {', '.join(models()) or 'none'}", err=True)
         for line in describe_pipeline(build_pipeline(develop_options, engine, registry)):
             click.echo(f"{PROG}:   {line}", err=True)
 
@@ -241,7 +246,7 @@ def _make_processor(
         details = [record["noise"]["text"]] if "noise" in record else []
         details += [record["lateral_ca"]] if "lateral_ca" in record else []
         # the device may have stepped down (auto) once a session opened
-        return {**record, "device": engine.device, "models": models, "details": details}
+        return {**record, "device": engine.device, "models": models(), "details": details}
 
     return FileStages(load=read_raw, process=process, save=save)
 

@@ -137,7 +137,7 @@ def _make_processor(params: dict[str, Any], fmt: str):
         providers = ", ".join(session.get_providers())
         click.echo(
             f"{PROG}: device {engine.device} ({providers}); "
-            f"model {spec.name} v{spec.version} ({spec.path})",
+            f"model {engine.for_device(spec).name} v{spec.version} ({engine.for_device(spec).path})",
             err=True,
         )
     write_format = None if fmt == "same" else fmt
@@ -153,7 +153,7 @@ def _make_processor(params: dict[str, Any], fmt: str):
                 strength=params["strength"], tile=params["tile"],
             ),
         )
-        return {"device": engine.device, "models": [spec.name], "notices": list(image.meta.notices)}
+        return {"device": engine.device, "models": [engine.for_device(spec).name], "notices": list(image.meta.notices)}
 
     return FileStages(load=read_image, process=process, save=lambda record, dst: record)
 
