@@ -55,6 +55,10 @@ __all__ = [
     "upscalers",
 ]
 
+# The commands' --precision default (auto) runs a model's int8 variant on a VNNI CPU; a
+# benchmark that names a model measures that file, so the commands it starts run fp32
+# unless it passes --precision itself (or NNIP_PRECISION is set by whoever runs it).
+os.environ.setdefault("NNIP_PRECISION", "fp32")
 REPO = Path(__file__).resolve().parents[1]
 #: Shared data beside the repository (never copied into it); may be absent.
 SHARED = REPO.parent / "shared"

@@ -9,8 +9,9 @@ peak RSS; models, inputs and outputs as in develop_speed.py and upscale_speed.py
         --lens deblur --device DEVICE --models-dir DIR --overwrite --quiet
     nnups upscale big.jpg -o OUT --model NAME --device DEVICE --models-dir DIR --overwrite --quiet
 
-``DIR`` is the installed models (fp32) or ``--fp16-dir`` (the same plus each model's fp16
-variant from ``python -m nnip.train.fp16``, which the engine runs in its place on CUDA).
+``DIR`` is the installed models (fp32 rows, ``--precision fp32``) or ``--fp16-dir`` (the
+same plus each model's fp16 variant from ``python -m nnip.train.fp16``; fp16 rows,
+``--precision fp16``).
 A "batch of 3" run takes three copies of the input in one command: the per-file cost once
 the process, the CUDA context and cuDNN's algorithm search are paid. fp16 against fp32:
 PSNR between the two commands' 16-bit outputs (develop: TIFF; upscale: a TIFF run each),
@@ -99,16 +100,19 @@ class Runner:
 
 
 def _develop(prefix: list[str], inputs: list[Path], out: Path, device: str, models: Path,
-             extra: Sequence[str] = ()) -> list[str]:
+             precision: str = "fp32", extra: Sequence[str] = ()) -> list[str]:
     return [*prefix, "develop", *map(str, inputs), "-o", str(out), "--format", "tiff", "--bits",
             "16", *VARIANTS["all"][0], "--device", device, "--models-dir", str(models),
+            "--precision", precision,
             "--overwrite", "--quiet", *extra]
 
 
 def _upscale(prefix: list[str], inputs: list[Path], out: Path, model: str, device: str,
-             models: Path, extra: Sequence[str] = ()) -> list[str]:
+             models: Path, precision: str = "fp32", extra: Sequence[str] = ()) -> list[str]:
     return [*prefix, "upscale", *map(str, inputs), "-o", str(out), "--model", model,
-            "--device", device, "--models-dir", str(models), "--overwrite", "--quiet", *extra]
+            "--device", device, "--models-dir", str(models), "--overwrite", "--quiet",
+            "--precision", precision,
+            *extra]
 
 
 def _copies(path: Path, count: int) -> list[Path]:
@@ -188,20 +192,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     fp32, fp16 = args.models_dir, args.fp16_dir
     tif = {name: out / name / f"{dng.stem}.tif" for name in ("fp32", "fp16", "cpu")}
     runner.run(f"develop, {args.device}, fp32", _develop(nnip, [dng], out / "fp32", args.device, fp32), tif["fp32"])
-    runner.run(f"develop, {args.device}, fp16", _develop(nnip, [dng], out / "fp16", args.device, fp16), tif["fp16"])
+    runner.run(f"develop, {args.device}, fp16", _develop(nnip, [dng], out / "fp16", args.device, fp16, "fp16"), tif["fp16"])
     runner.run(f"develop, {args.device}, fp16, batch of 3",
-               _develop(nnip, _copies(dng, 3), out / "batch", args.device, fp16), None, files=3)
+               _develop(nnip, _copies(dng, 3), out / "batch", args.device, fp16, "fp16"), None, files=3)
     for model in ("fast", "quality"):
         for precision, models in (("fp32", fp32), ("fp16", fp16)):
             runner.run(f"upscale {model}, {args.device}, {precision}",
                        _upscale(nnups, [jpeg], out / f"up-{model}-{precision}", model, args.device,
-                                models), out / f"up-{model}-{precision}" / "big_x2.jpg")
+                                models, precision), out / f"up-{model}-{precision}" / "big_x2.jpg")
     runner.run(f"upscale fast, {args.device}, fp16, batch of 3",
-               _upscale(nnups, _copies(jpeg, 3), out / "up-batch", "fast", args.device, fp16), None, 3)
+               _upscale(nnups, _copies(jpeg, 3), out / "up-batch", "fast", args.device, fp16, "fp16"), None, 3)
     for precision, models in (("fp32", fp32), ("fp16", fp16)):
         runner.run(f"upscale quality, {args.device}, {precision}, 16-bit TIFF out",
                    _upscale(nnups, [jpeg], out / f"tif-{precision}", "quality", args.device, models,
-                            ["--format", "tiff", "--bits", "16"]),
+                            precision, ["--format", "tiff", "--bits", "16"]),
                    out / f"tif-{precision}" / "big_x2.tif")
     runner.notes += [
         f"fp16 against fp32 on CUDA, PSNR of the 16-bit outputs (dB): develop "

@@ -213,7 +213,8 @@ def _make_processor(
     from nnip.raw.frame import RawFrame, read_raw
 
     registry = Registry(params["models_dir"])
-    engine = Engine(device=params["device"], threads=params["threads"], registry=registry)
+    engine = Engine(device=params["device"], threads=params["threads"], registry=registry,
+                    precision=params["precision"])
     specs = []
     wanted = {
         "denoise": (parse_denoise(develop_options.denoise), develop_options.denoise_model),

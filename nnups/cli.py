@@ -129,7 +129,8 @@ def _make_processor(params: dict[str, Any], fmt: str):
 
     registry = Registry(params["models_dir"])
     spec = registry.find("upscale", params["model"])
-    engine = Engine(device=params["device"], threads=params["threads"], registry=registry)
+    engine = Engine(device=params["device"], threads=params["threads"], registry=registry,
+                    precision=params["precision"])
     # Open the session now: a corrupt model or a device that fails to start is one line
     # for the whole run, and --verbose can name the device that really runs.
     session = engine.session(spec)

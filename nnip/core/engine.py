@@ -14,6 +14,7 @@ steps down to the next device.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ __all__ = [
     "AUTO_ORDER",
     "DEFAULT_TILE",
     "HALF_PRECISION_DEVICES",
+    "PRECISION_CHOICES",
+    "cpu_has_int8_dot",
     "available_devices",
     "resolve_providers",
     "device_of",
@@ -54,8 +57,14 @@ DEVICES: Mapping[str, str] = MappingProxyType({
 AUTO_ORDER: tuple[str, ...] = ("tensorrt", "cuda", "directml", "coreml", "openvino", "cpu")
 #: Every value ``--device`` accepts.
 DEVICE_CHOICES: tuple[str, ...] = ("auto",) + AUTO_ORDER
-#: Devices on which a model's fp16 variant, when installed, runs in its place.
+#: Devices on which a model's fp16 variant, when installed, runs in its place (``auto``).
 HALF_PRECISION_DEVICES: frozenset[str] = frozenset({"cuda", "tensorrt"})
+#: Every value ``--precision`` accepts; ``auto`` is :meth:`Engine.preferred_precision`.
+PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "int8", "fp16")
+#: /proc/cpuinfo flags of an 8-bit dot-product instruction, which makes int8 convolutions
+#: faster than float ones (without it onnxruntime's int8 path can be slower: upscale-fast
+#: v0.3's int8 file ran at 0.95x on a CPU where v0.4's gained 1.10x).
+INT8_DOT_FLAGS: frozenset[str] = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
 #: Context tile edge (input pixels) when ``Engine.run`` gets ``tile=None``. On the CPU the
 #: cost per pixel hardly depends on the tile size (measured 128 to 1448 px: within 10 %), so
 #: what tiling costs is the overlap: 768 keeps it at ~4-8 % for a margin of 10 and one
@@ -187,6 +196,29 @@ def _bind(spec: ModelSpec, session) -> _Loaded:
     return _Loaded(session, tuple(m.name for m in ordered), outs[0].name)
 
 
+def cpu_has_int8_dot(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has an 8-bit dot-product instruction (:data:`INT8_DOT_FLAGS`).
+
+    ``cpuinfo`` is /proc/cpuinfo's text (read when None; no such file: False).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features") and INT8_DOT_FLAGS & set(value.split()):
+            return True
+    return False
+
+
+@functools.cache
+def _this_cpu_has_int8_dot() -> bool:
+    return cpu_has_int8_dot()
+
+
 class Engine:
     """Runs the models of a registry on one device, with one cached session per model file.
 
@@ -199,6 +231,13 @@ class Engine:
     registry : Registry, optional
         Verifies model files (sha256) before they are opened; by default the registry of
         the default models directory, made when first needed.
+    precision : str
+        Which file of a model runs (:data:`PRECISION_CHOICES`): ``fp32`` the exported
+        network itself (the default: what benchmarks and tests measure); ``int8`` or
+        ``fp16`` that variant where one is installed; ``auto`` the device's best
+        (:meth:`preferred_precision`). A variant only ships where its benchmark quality is
+        within 0.05 dB of the fp32 model's; a model without the variant runs in fp32, and a
+        variant asked for by name is never replaced.
 
     Raises
     ------
@@ -207,9 +246,13 @@ class Engine:
     """
 
     def __init__(
-        self, device: str = "auto", threads: int | None = None, registry: Registry | None = None
+        self, device: str = "auto", threads: int | None = None, registry: Registry | None = None,
+        precision: str = "fp32",
     ) -> None:
+        if precision not in PRECISION_CHOICES:
+            raise ValueError(f"unknown precision {precision!r} (known: {', '.join(PRECISION_CHOICES)})")
         self.requested = device
+        self.precision = precision
         self.threads = threads
         self._providers = resolve_providers(device)
         self._device = device_of(self._providers[0])
@@ -283,19 +326,31 @@ class Engine:
         with self._lock:
             chosen = self.for_device(spec)
             loaded = self._load(chosen)
-            if chosen is not spec and self._device not in HALF_PRECISION_DEVICES:
-                loaded = self._load(spec)  # the GPU did not start: fp32 on the CPU
+            if self.for_device(spec) is not chosen:
+                # The device stepped down when the session opened (a GPU that did not
+                # start, under auto): run what the device it fell back to prefers.
+                loaded = self._load(self.for_device(spec))
             return loaded
 
+    def preferred_precision(self) -> str:
+        """What ``auto`` runs here: fp16 on CUDA/TensorRT, int8 on a CPU with an 8-bit
+        dot-product instruction (:func:`cpu_has_int8_dot`), else fp32."""
+        if self._device in HALF_PRECISION_DEVICES:
+            return "fp16"
+        if self._device == "cpu" and _this_cpu_has_int8_dot():
+            return "int8"
+        return "fp32"
+
     def for_device(self, spec: ModelSpec) -> ModelSpec:
-        """What runs for ``spec`` here: its fp16 variant on a GPU provider when one is
-        installed (a variant ships only where the quality holds; nnip.train.fp16), else
-        ``spec`` itself. A variant asked for by name (e.g. int8) is never replaced."""
-        if (self._device not in HALF_PRECISION_DEVICES or spec.variant_of
-                or spec.precision != "fp32" or self._registry is None):
+        """The file that runs for ``spec`` here under this engine's precision (see the
+        class doc): ``spec`` itself or its installed variant of that precision."""
+        if spec.variant_of or spec.precision != "fp32" or self._registry is None:
+            return spec
+        wanted = self.preferred_precision() if self.precision == "auto" else self.precision
+        if wanted == "fp32":
             return spec
         try:
-            return self._registry.with_precision(spec, "fp16")
+            return self._registry.with_precision(spec, wanted)
         except ModelError:
             return spec
 

@@ -1,8 +1,11 @@
-"""fp16 variants: nnip.train.fp16 writes them, the engine runs them on GPU providers only."""
+"""Precision variants at run time (Engine precision, --precision) and nnip.train.fp16."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +65,7 @@ def test_cpu_engine_never_swaps_in_the_fp16_variant(fp16, models: Registry, tmp_
     fp16.half_model("upscale-tiny", models.models_dir, tmp_path / "out")
     registry = Registry(tmp_path / "out")
     spec = registry.get("upscale-tiny")
-    engine = Engine("cpu", threads=1, registry=registry)
+    engine = Engine("cpu", threads=1, registry=registry, precision="auto")
     assert engine.for_device(spec) is spec
 
 
@@ -76,7 +79,7 @@ def test_gpu_engine_swaps_it_in_and_falls_back_to_fp32_on_the_cpu(
     # the session opens on the CPU (onnxruntime skips a provider it does not have).
     monkeypatch.setattr(engine_module, "resolve_providers",
                         lambda device: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    engine = Engine("auto", threads=1, registry=registry)
+    engine = Engine("auto", threads=1, registry=registry, precision="auto")
     assert engine.device == "cuda"
     assert engine.for_device(spec).name == "upscale-tiny-fp16"
     assert engine.for_device(registry.get("upscale-tiny-fp16")).name == "upscale-tiny-fp16"
@@ -86,3 +89,62 @@ def test_gpu_engine_swaps_it_in_and_falls_back_to_fp32_on_the_cpu(
     assert engine.for_device(spec) is spec  # the CPU it fell back to runs fp32
     reference = Engine("cpu", threads=1, registry=registry).run(spec, [image])
     np.testing.assert_array_equal(out, reference)
+
+
+# --------------------------------------------------------------------------- precision
+
+
+INT8 = {"variant_of": "upscale-tiny", "precision": "int8"}
+
+
+@pytest.fixture()
+def with_int8(tmp_path: Path) -> Registry:
+    net = conv_net(layers=3, width=8, scale=2)
+    return install(tmp_path / "m8", {"upscale-tiny": net, "upscale-tiny-int8": net},
+                   overrides={"upscale-tiny-int8": INT8})
+
+
+def test_cpuinfo_flags_decide_int8() -> None:
+    assert engine_module.cpu_has_int8_dot("processor : 0\nflags : fpu sse2 avx512f avx512_vnni\n")
+    assert engine_module.cpu_has_int8_dot("Features : fp asimd asimddp\n")
+    assert not engine_module.cpu_has_int8_dot("flags : fpu sse2 avx2 avx512f\n")
+    assert not engine_module.cpu_has_int8_dot("model name : avx512_vnni in a name only\n")
+
+
+@pytest.mark.parametrize("vnni, expected", [(True, "upscale-tiny-int8"), (False, "upscale-tiny")])
+def test_auto_on_the_cpu_runs_int8_only_with_vnni(
+    with_int8: Registry, monkeypatch: pytest.MonkeyPatch, vnni: bool, expected: str
+) -> None:
+    monkeypatch.setattr(engine_module, "_this_cpu_has_int8_dot", lambda: vnni)
+    engine = Engine("cpu", threads=1, registry=with_int8, precision="auto")
+    assert engine.for_device(with_int8.get("upscale-tiny")).name == expected
+
+
+def test_explicit_precisions(with_int8: Registry) -> None:
+    spec = with_int8.get("upscale-tiny")
+    assert Engine("cpu", registry=with_int8).for_device(spec) is spec  # the library default: fp32
+    assert Engine("cpu", registry=with_int8, precision="int8").for_device(spec).name == "upscale-tiny-int8"
+    # no fp16 variant installed: the model runs as it is
+    assert Engine("cpu", registry=with_int8, precision="fp16").for_device(spec) is spec
+    with pytest.raises(ValueError, match="unknown precision 'int4'"):
+        Engine("cpu", precision="int4")
+
+
+@pytest.mark.parametrize("precision, expected", [("fp32", "upscale-tiny"), ("int8", "upscale-tiny-int8")])
+def test_cli_precision_decides_the_file_that_runs(
+    with_int8: Registry, tmp_path: Path, precision: str, expected: str
+) -> None:
+    from PIL import Image
+
+    picture = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(picture)
+    done = subprocess.run(
+        [sys.executable, "-m", "nnups.cli", "upscale", str(picture), "-o", str(tmp_path / "out"),
+         "--model", "tiny", "--models-dir", str(with_int8.models_dir), "--device", "cpu",
+         "--precision", precision, "--json", "--quiet"],
+        capture_output=True, text=True, env={**os.environ, "NNIP_PRECISION": "auto"},
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    files = record["files"] if "files" in record else [record]
+    assert files[0]["models"] == [expected]
