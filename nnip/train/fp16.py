@@ -25,9 +25,9 @@ from typing import Sequence
 
 import onnx
 
-from nnip.core.models import ModelSpec, Registry, resolve_models_dir, sha256_of
-from nnip.train.export import _write_atomic, write_manifest_entry
-from nnip.train.quantize import _copy_models_dir, _with_spec_metadata
+from nnip.core.models import ModelSpec, resolve_models_dir
+from nnip.train.export import _write_atomic
+from nnip.train.quantize import install_variant, variant_source
 
 __all__ = ["PRECISION", "KEPT_FLOAT_OPS", "convert_file", "half_model", "main"]
 
@@ -63,14 +63,7 @@ def half_model(
     A different ``out_dir`` first gets a copy of the models, so it is a complete models
     directory to benchmark with ``--models-dir`` before shipping.
     """
-    registry = Registry(models_dir)
-    spec = registry.get(name)
-    if spec.variant_of:
-        raise ValueError(f"{name} is already a variant (of {spec.variant_of}); convert the original")
-    source = registry.load(spec)
-    out_dir = Path(out_dir) if out_dir is not None else registry.models_dir
-    if out_dir.resolve() != registry.models_dir.resolve():
-        _copy_models_dir(registry.models_dir, out_dir)
+    spec, source, out_dir = variant_source(name, models_dir, out_dir)
     variant = f"{name}-{PRECISION}"
     target = out_dir / f"{variant}.onnx"
     entry = {
@@ -86,17 +79,10 @@ def half_model(
         "metrics": {},
         "description": f"fp16 (GPU) variant of {name}: {spec.description}",
     }
-    del entry["sha256"]
     with tempfile.TemporaryDirectory(prefix="nnip-fp16-") as tmp:
         staged = Path(tmp) / target.name
         convert_file(source, staged)
-        _with_spec_metadata(staged, entry)
-        _write_atomic(target, staged.read_bytes())
-    write_manifest_entry(out_dir, ModelSpec.from_dict({**entry, "sha256": sha256_of(target)}, out_dir))
-    check = Registry(out_dir)
-    loaded = check.get(variant)
-    check.load(loaded)
-    return loaded
+        return install_variant(entry, staged, target, out_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,6 +55,8 @@ __all__ = [
     "quantize_file",
     "output_psnr",
     "quantize_model",
+    "variant_source",
+    "install_variant",
     "main",
 ]
 
@@ -292,14 +294,7 @@ def quantize_model(
     manifest and files of ``models_dir`` are copied first, so ``out_dir`` is a complete
     models directory to benchmark with ``--models-dir``.
     """
-    registry = Registry(models_dir)
-    spec = registry.get(name)
-    if spec.variant_of:
-        raise ValueError(f"{name} is already a variant (of {spec.variant_of}); quantise the original")
-    source = registry.load(spec)
-    out_dir = Path(out_dir) if out_dir is not None else registry.models_dir
-    if out_dir.resolve() != registry.models_dir.resolve():
-        _copy_models_dir(registry.models_dir, out_dir)
+    spec, source, out_dir = variant_source(name, models_dir, out_dir)
     total = options.samples + options.check_samples
     inputs = calibration_inputs(spec, total, options.crop, images=options.images,
                                 seed=options.seed, data_dirs=data_dirs)
@@ -325,13 +320,35 @@ def quantize_model(
             "metrics": {"int8_vs_fp32_psnr_db": round(agreement, 2)},
             "description": f"int8 (onnxruntime static QDQ) variant of {name}: {spec.description}",
         }
-        del entry["sha256"]
-        _with_spec_metadata(staged, entry)
-        _write_atomic(target, staged.read_bytes())
-    variant_spec = ModelSpec.from_dict({**entry, "sha256": sha256_of(target)}, out_dir)
-    write_manifest_entry(out_dir, variant_spec)
+        return install_variant(entry, staged, target, out_dir)
+
+
+def variant_source(
+    name: str, models_dir: Path | None, out_dir: Path | None
+) -> tuple[ModelSpec, Path, Path]:
+    """The original model ``name`` (a variant is refused), its checked file, and the models
+    directory its variant goes to: ``out_dir``, else ``models_dir``. A different ``out_dir``
+    first gets a copy of the models, so it is a complete directory to benchmark."""
+    registry = Registry(models_dir)
+    spec = registry.get(name)
+    if spec.variant_of:
+        raise ValueError(f"{name} is already a variant (of {spec.variant_of}); use the original")
+    source = registry.load(spec)
+    out_dir = Path(out_dir) if out_dir is not None else registry.models_dir
+    if out_dir.resolve() != registry.models_dir.resolve():
+        _copy_models_dir(registry.models_dir, out_dir)
+    return spec, source, out_dir
+
+
+def install_variant(entry: dict[str, Any], staged: Path, target: Path, out_dir: Path) -> ModelSpec:
+    """Write ``staged`` (with ``entry`` as its metadata) to ``target`` and its manifest
+    entry into ``out_dir``; return the variant's spec, loaded back and checked."""
+    entry = {k: v for k, v in entry.items() if k != "sha256"}
+    _with_spec_metadata(staged, entry)
+    _write_atomic(target, staged.read_bytes())
+    write_manifest_entry(out_dir, ModelSpec.from_dict({**entry, "sha256": sha256_of(target)}, out_dir))
     check = Registry(out_dir)
-    loaded = check.get(variant)
+    loaded = check.get(entry["name"])
     check.load(loaded)
     return loaded
 
