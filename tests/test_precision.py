@@ -16,6 +16,7 @@ from nnip.core.engine import Engine
 from nnip.core.models import Registry
 
 from onnx_builders import conv_net, install
+from test_quantize import family  # noqa: F401  (the fixture: upscale-tiny and its int8 variant)
 
 
 @pytest.fixture()
@@ -94,16 +95,6 @@ def test_gpu_engine_swaps_it_in_and_falls_back_to_fp32_on_the_cpu(
 # --------------------------------------------------------------------------- precision
 
 
-INT8 = {"variant_of": "upscale-tiny", "precision": "int8"}
-
-
-@pytest.fixture()
-def with_int8(tmp_path: Path) -> Registry:
-    net = conv_net(layers=3, width=8, scale=2)
-    return install(tmp_path / "m8", {"upscale-tiny": net, "upscale-tiny-int8": net},
-                   overrides={"upscale-tiny-int8": INT8})
-
-
 def test_cpuinfo_flags_decide_int8() -> None:
     assert engine_module.cpu_has_int8_dot("processor : 0\nflags : fpu sse2 avx512f avx512_vnni\n")
     assert engine_module.cpu_has_int8_dot("Features : fp asimd asimddp\n")
@@ -113,26 +104,26 @@ def test_cpuinfo_flags_decide_int8() -> None:
 
 @pytest.mark.parametrize("vnni, expected", [(True, "upscale-tiny-int8"), (False, "upscale-tiny")])
 def test_auto_on_the_cpu_runs_int8_only_with_vnni(
-    with_int8: Registry, monkeypatch: pytest.MonkeyPatch, vnni: bool, expected: str
+    family: Registry, monkeypatch: pytest.MonkeyPatch, vnni: bool, expected: str
 ) -> None:
     monkeypatch.setattr(engine_module, "_this_cpu_has_int8_dot", lambda: vnni)
-    engine = Engine("cpu", threads=1, registry=with_int8, precision="auto")
-    assert engine.for_device(with_int8.get("upscale-tiny")).name == expected
+    engine = Engine("cpu", threads=1, registry=family, precision="auto")
+    assert engine.for_device(family.get("upscale-tiny")).name == expected
 
 
-def test_explicit_precisions(with_int8: Registry) -> None:
-    spec = with_int8.get("upscale-tiny")
-    assert Engine("cpu", registry=with_int8).for_device(spec) is spec  # the library default: fp32
-    assert Engine("cpu", registry=with_int8, precision="int8").for_device(spec).name == "upscale-tiny-int8"
+def test_explicit_precisions(family: Registry) -> None:
+    spec = family.get("upscale-tiny")
+    assert Engine("cpu", registry=family).for_device(spec) is spec  # the library default: fp32
+    assert Engine("cpu", registry=family, precision="int8").for_device(spec).name == "upscale-tiny-int8"
     # no fp16 variant installed: the model runs as it is
-    assert Engine("cpu", registry=with_int8, precision="fp16").for_device(spec) is spec
+    assert Engine("cpu", registry=family, precision="fp16").for_device(spec) is spec
     with pytest.raises(ValueError, match="unknown precision 'int4'"):
         Engine("cpu", precision="int4")
 
 
 @pytest.mark.parametrize("precision, expected", [("fp32", "upscale-tiny"), ("int8", "upscale-tiny-int8")])
 def test_cli_precision_decides_the_file_that_runs(
-    with_int8: Registry, tmp_path: Path, precision: str, expected: str
+    family: Registry, tmp_path: Path, precision: str, expected: str
 ) -> None:
     from PIL import Image
 
@@ -140,7 +131,7 @@ def test_cli_precision_decides_the_file_that_runs(
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(picture)
     done = subprocess.run(
         [sys.executable, "-m", "nnups.cli", "upscale", str(picture), "-o", str(tmp_path / "out"),
-         "--model", "tiny", "--models-dir", str(with_int8.models_dir), "--device", "cpu",
+         "--model", "tiny", "--models-dir", str(family.models_dir), "--device", "cpu",
          "--precision", precision, "--json", "--quiet"],
         capture_output=True, text=True, env={**os.environ, "NNIP_PRECISION": "auto"},
     )
