@@ -32,6 +32,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -113,10 +114,21 @@ def _demosaic_inputs(teacher: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(packed, dtype=np.float32)]
 
 
+def _denoise_inputs(teacher: np.ndarray) -> list[np.ndarray]:
+    """A simulated noisy packed mosaic of the crop and its noise map (training's
+    ``simulate_pair``: random ISO 100-25600, sensor, exposure), seeded by the crop itself."""
+    from nnip.train.denoise_task import simulate_pair  # noqa: PLC0415 (torch-side module)
+
+    rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(teacher).tobytes()))
+    mosaic, sigma, _ = simulate_pair(teacher, rng)
+    return [mosaic, sigma]
+
+
 #: task -> (teacher crop float32 (2c, 2c, 3) sRGB in [0, 1]) -> the model's inputs (CHW).
 _INPUT_MAKERS: Mapping[str, Callable[[np.ndarray], list[np.ndarray]]] = MappingProxyType({
     "upscale": _upscale_inputs,
     "demosaic": _demosaic_inputs,
+    "denoise": _denoise_inputs,
 })
 
 
