@@ -230,7 +230,7 @@ def _make_processor(
             pass
 
     def models() -> list[str]:
-        # What runs: on a GPU a model's fp16 variant, when installed, takes its place.
+        # What runs: under --precision a model's int8 / fp16 variant may take its place.
         return [engine.for_device(spec).name for spec in specs]
 
     if params["verbose"]:

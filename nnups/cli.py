@@ -134,11 +134,12 @@ def _make_processor(params: dict[str, Any], fmt: str):
     # Open the session now: a corrupt model or a device that fails to start is one line
     # for the whole run, and --verbose can name the device that really runs.
     session = engine.session(spec)
+    running = engine.for_device(spec)  # its int8 / fp16 variant under --precision, if installed
     if params["verbose"]:
         providers = ", ".join(session.get_providers())
         click.echo(
             f"{PROG}: device {engine.device} ({providers}); "
-            f"model {engine.for_device(spec).name} v{spec.version} ({engine.for_device(spec).path})",
+            f"model {running.name} v{running.version} ({running.path})",
             err=True,
         )
     write_format = None if fmt == "same" else fmt
@@ -154,7 +155,7 @@ def _make_processor(params: dict[str, Any], fmt: str):
                 strength=params["strength"], tile=params["tile"],
             ),
         )
-        return {"device": engine.device, "models": [engine.for_device(spec).name], "notices": list(image.meta.notices)}
+        return {"device": engine.device, "models": [running.name], "notices": list(image.meta.notices)}
 
     return FileStages(load=read_image, process=process, save=lambda record, dst: record)
 

@@ -326,11 +326,10 @@ class Engine:
         with self._lock:
             chosen = self.for_device(spec)
             loaded = self._load(chosen)
-            if self.for_device(spec) is not chosen:
-                # The device stepped down when the session opened (a GPU that did not
-                # start, under auto): run what the device it fell back to prefers.
-                loaded = self._load(self.for_device(spec))
-            return loaded
+            # The device may have stepped down when the session opened (a GPU that did not
+            # start, under auto): then run what the device it fell back to prefers.
+            now = self.for_device(spec)
+            return loaded if now is chosen else self._load(now)
 
     def preferred_precision(self) -> str:
         """What ``auto`` runs here: fp16 on CUDA/TensorRT, int8 on a CPU with an 8-bit

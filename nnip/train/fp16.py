@@ -4,8 +4,9 @@
 weight and activation in half precision (onnxconverter-common's converter), the graph's
 inputs and outputs kept float32 (``keep_io_types``), so the engine feeds it exactly as the
 original. Its manifest entry is ``variant_of: NAME``, ``precision: fp16`` (see
-:mod:`nnip.core.models`). On CUDA and TensorRT the engine runs a model's fp16 variant in
-its place when one is installed (:class:`nnip.core.engine.Engine`); on the CPU, never.
+:mod:`nnip.core.models`). Under ``--precision auto`` the engine runs a model's fp16 variant
+in its place on CUDA and TensorRT when one is installed, never on the CPU; ``--precision
+fp16`` asks for it anywhere (:class:`nnip.core.engine.Engine`).
 
 Whether a variant ships is decided on a GPU, where it runs: ``benchmarks/gpu_speed.py``
 measures its agreement with the fp32 model and the benchmark figures with ``--device
