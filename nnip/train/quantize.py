@@ -235,9 +235,13 @@ def float_ends(model: onnx.ModelProto, convs: int = 1) -> list[str]:
 
 
 def quantize_file(
-    source: Path, target: Path, inputs: Sequence[list[np.ndarray]], options: QuantizeOptions
+    source: Path, target: Path, inputs: Sequence[list[np.ndarray]], options: QuantizeOptions,
+    ranges: Mapping[str, Sequence[float]] | None = None,
 ) -> list[str]:
-    """Quantise the ONNX file ``source`` into ``target``; return the nodes left in float."""
+    """Quantise the ONNX file ``source`` into ``target``; return the nodes left in float.
+
+    ``ranges``: tensor name -> (low, high) used instead of the calibrated range (a
+    quantisation-aware fine-tune's trained ranges); other tensors are calibrated."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = name_nodes(onnx.load(str(source)))
@@ -250,6 +254,9 @@ def quantize_file(
         "CalibPercentile": options.percentile,
         "CalibStridedMinMax": options.chunk,  # collect histograms a chunk at a time (memory)
     }
+    if ranges:
+        extra["TensorQuantOverrides"] = {name: [{"rmin": np.float32(low), "rmax": np.float32(high)}]
+                                         for name, (low, high) in ranges.items()}
     # onnxruntime prints its progress on stdout, which belongs to our JSON: send it to stderr.
     with contextlib.redirect_stdout(sys.stderr):
         quantize_static(
@@ -299,14 +306,20 @@ def quantize_model(
     *,
     command: str = "",
     data_dirs: Sequence[Path] | None = None,
+    weights: Path | None = None,
+    use_trained_ranges: bool = True,
 ) -> ModelSpec:
     """Write ``NAME-int8.onnx`` and its manifest entry into ``out_dir``; see the module doc.
 
     ``out_dir`` defaults to ``models_dir`` (the installed models). When they differ, the
     manifest and files of ``models_dir`` are copied first, so ``out_dir`` is a complete
-    models directory to benchmark with ``--models-dir``.
+    models directory to benchmark with ``--models-dir``. ``weights``: an ONNX file of the
+    same network with other weights (a quantisation-aware fine-tune, :mod:`nnip.train.qat`)
+    to quantise instead of NAME's own; the variant is still measured against NAME. A
+    fine-tune's activation ranges are used as trained unless ``use_trained_ranges`` is off.
     """
-    spec, source, out_dir = variant_source(name, models_dir, out_dir)
+    spec, reference, out_dir = variant_source(name, models_dir, out_dir)
+    source, tuned = (reference, {}) if weights is None else (Path(weights), _fine_tune_record(weights, spec))
     total = options.samples + options.check_samples
     inputs = calibration_inputs(spec, total, options.crop, images=options.images,
                                 seed=options.seed, data_dirs=data_dirs)
@@ -314,8 +327,12 @@ def quantize_model(
     target = out_dir / f"{variant}.onnx"
     with tempfile.TemporaryDirectory(prefix="nnip-quantize-") as tmp:
         staged = Path(tmp) / target.name
-        excluded = quantize_file(source, staged, inputs[: options.samples], options)
-        agreement = output_psnr(source, staged, inputs[options.samples:])
+        trained = tuned.get("fine_tune", {}).get("qat", {}).get("tensor_ranges") if use_trained_ranges else None
+        if trained and int(tuned["fine_tune"]["qat"].get("float_convs", -1)) != options.float_convs:
+            raise ValueError(f"{weights} was fine-tuned with float_convs="
+                             f"{tuned['fine_tune']['qat'].get('float_convs')}, not {options.float_convs}")
+        excluded = quantize_file(source, staged, inputs[: options.samples], options, trained)
+        agreement = output_psnr(reference, staged, inputs[options.samples:])
         entry = {
             **spec.to_dict(),
             "name": variant,
@@ -327,12 +344,27 @@ def quantize_model(
                 "quantize_command": command,
                 "quantization": {**asdict(options), "format": "QDQ", "activations": "uint8",
                                  "weights": "int8", "float_nodes": excluded,
-                                 "source_sha256": spec.sha256},
+                                 "source_sha256": spec.sha256, **tuned,
+                                 **({"trained_ranges": len(trained)} if trained else {})},
             },
             "metrics": {"int8_vs_fp32_psnr_db": round(agreement, 2)},
             "description": f"int8 (onnxruntime static QDQ) variant of {name}: {spec.description}",
         }
         return install_variant(entry, staged, target, out_dir)
+
+
+def _fine_tune_record(weights: Path, spec: ModelSpec) -> dict[str, Any]:
+    """What the variant's provenance says of ``weights`` (checked to be NAME's network:
+    same inputs and outputs): its hash and the fine-tune's own record (its export metadata)."""
+    model = onnx.load(str(weights), load_external_data=False)
+    names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+    wanted = ([t.name for t in spec.inputs], [t.name for t in spec.outputs])
+    if names != wanted:
+        raise ValueError(f"{weights}: inputs/outputs {names} are not {spec.name}'s {wanted}")
+    meta = {p.key: p.value for p in model.metadata_props}
+    fine_tune = json.loads(meta.get(METADATA_KEY, "{}")).get("provenance", {})
+    return {"weights": str(weights), "weights_sha256": sha256_of(Path(weights)),
+            "fine_tune": {k: v for k, v in fine_tune.items() if k in ("qat_command", "qat", "commit")}}
 
 
 def variant_source(
@@ -394,6 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=defaults.crop, help="input crop side (pixels)")
     parser.add_argument("--images", type=int, default=defaults.images, help="training files to crop from")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--weights", type=Path, metavar="ONNX",
+                        help="quantise this file of NAME's network instead (a quantisation-"
+                        "aware fine-tune: python -m nnip.train.qat); measured against NAME")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="with --weights: calibrate every range, not the fine-tune's own")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # not onnxruntime's "consider pre-processing" advice
     try:
@@ -407,7 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     command = "python -m nnip.train.quantize " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     out_dir = args.out_dir or resolve_models_dir(args.models_dir)
-    spec = quantize_model(args.name, args.models_dir, out_dir, options, command=command)
+    spec = quantize_model(args.name, args.models_dir, out_dir, options, command=command,
+                          weights=args.weights, use_trained_ranges=not args.recalibrate)
     print(json.dumps({"name": spec.name, "file": str(spec.path), "sha256": spec.sha256,
                       "metrics": dict(spec.metrics),
                       "float_nodes": spec.provenance["quantization"]["float_nodes"]}, indent=2))

@@ -1,0 +1,508 @@
+"""Quantisation-aware fine-tuning (QAT): int8 variants that keep the float model's quality.
+
+Static int8 quantisation after training (:mod:`nnip.train.quantize`) costs the demosaic
+model 0.07-0.15 dB and the denoiser far more; on a CPU with VNNI the int8 file runs 2-2.6x
+faster. QAT closes the gap the standard way: the trained network is fine-tuned while every
+tensor the int8 graph will round is rounded in the forward pass too (a straight-through
+estimator passes the gradient), so the weights learn to live with the rounding.
+
+``python -m nnip.train.qat checkpoints/demosaic-quality/last.pt --minutes 60 --out runs/demosaic-qat``
+does, in order:
+
+1. rebuild the task's network from the checkpoint and fold it into the exported form
+   (``model.plain()``), which is what gets quantised: the fine-tune moves those weights;
+2. find what onnxruntime's QDQ quantisation will round, from the exported ONNX graph
+   itself (the same :func:`nnip.train.quantize.float_ends` rule keeps ``--float-convs``
+   convolutions at each end in float): every other convolution's weights (int8, one
+   symmetric scale per output channel) and, for every quantised activation, its input
+   (the conv output), the ``relu((a - 1) x)`` branch and the sum (uint8, one asymmetric
+   range per tensor) - the three-pass per-channel PReLU as the export writes it - or, for
+   a one-slope PReLU (a LeakyRelu in the graph), its input and output;
+3. calibrate those ranges on training batches with onnxruntime's Percentile rule
+   (``(100 - p) / 2`` % cut at each side, the range widened to hold 0), then keep them fixed;
+4. fine-tune with the task's own data and loss (cosine learning rate from ``--lr``),
+   validating the *rounded* network on the task's held-out crops; ``last.pt`` / ``best.pt``
+   (the folded weights, small) every few minutes; ``--resume`` continues;
+5. write the best weights, unrounded, as a float ONNX file ``OUT/float/NAME.onnx`` through
+   the exporter (same graph, names and parity check as the shipped model).
+
+Then ``python -m nnip.train.quantize NAME --weights OUT/float/NAME.onnx`` quantises those
+weights into ``NAME-int8`` (its ranges calibrated again by onnxruntime: the fine-tuned
+network has learnt to be robust to rounding at ranges like these), measured against the
+installed float ``NAME``. Whether it ships is, as always, the benchmark's decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shlex
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from nnip.train.export import export_model, split_prelu, to_onnx
+from nnip.train.loop import _as_inputs, _loader, _stop_requests, git_commit, save_atomic, validate
+from nnip.train.quantize import float_ends, name_nodes
+from nnip.train.tasks import Task, default_data_dirs, get_task, run_config
+
+__all__ = ["ActivationRange", "QatHooks", "QatOptions", "fake_quant_weight", "quantised_modules",
+           "attach", "plain_state", "finetune", "main"]
+
+log = logging.getLogger(__name__)
+
+_UINT8 = (0, 255)
+_INT8_SYMMETRIC = 127  # onnxruntime's symmetric int8 weights use [-127, 127]
+
+
+def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` rounded to int8 with one symmetric scale per output channel (axis 0)."""
+    absmax = weight.detach().abs().amax(dim=tuple(range(1, weight.ndim)))
+    scale = (absmax / _INT8_SYMMETRIC).clamp_min(1e-12).float()
+    zero = torch.zeros_like(scale, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -_INT8_SYMMETRIC,
+                                                  _INT8_SYMMETRIC)
+
+
+class _WeightRounding(nn.Module):
+    """A parametrisation: the conv sees its weight rounded, the optimiser the float one."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return fake_quant_weight(weight)
+
+
+class ActivationRange:
+    """One uint8 rounding point: samples values while calibrating, then rounds to its range."""
+
+    def __init__(self, name: str, percentile: float, per_batch: int = 1 << 18) -> None:
+        self.name, self.percentile, self.per_batch = name, percentile, per_batch
+        self.samples: list[torch.Tensor] = []
+        self.scale: float | None = None
+        self.zero_point = 0
+
+    def observe(self, x: torch.Tensor) -> None:
+        flat = x.detach().flatten()
+        if flat.numel() > self.per_batch:
+            index = torch.randint(0, flat.numel(), (self.per_batch,), device=flat.device)
+            flat = flat[index]
+        self.samples.append(flat.float().cpu())
+
+    def freeze(self) -> None:
+        """Fix the range from the samples: onnxruntime's asymmetric Percentile rule."""
+        values = torch.cat(self.samples)
+        cut = (100.0 - self.percentile) / 200.0
+        low = float(torch.quantile(values, cut)) if cut > 0 else float(values.min())
+        high = float(torch.quantile(values, 1.0 - cut)) if cut > 0 else float(values.max())
+        self.set_range(low, high)
+        self.samples = []
+
+    def set_range(self, low: float, high: float) -> None:
+        low, high = min(low, 0.0), max(high, 0.0)  # the range holds 0, as onnxruntime's does
+        self.scale = max((high - low) / (_UINT8[1] - _UINT8[0]), 1e-12)
+        self.zero_point = int(round(_UINT8[0] - low / self.scale))
+
+    def bounds(self) -> tuple[float, float]:
+        assert self.scale is not None
+        return (_UINT8[0] - self.zero_point) * self.scale, (_UINT8[1] - self.zero_point) * self.scale
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale is None:
+            self.observe(x)
+            return x
+        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, *_UINT8)
+
+
+def _module_path(node_name: str, modules: Mapping[str, nn.Module]) -> str:
+    """The module a node comes from: ``/body/convs.3/Conv`` (the TorchScript exporter's
+    scope names) -> ``body.convs.3``; ``/body/acts.0/PRelu/MulSlope`` (a node the PReLU
+    rewrite made) -> ``body.acts.0``: the longest prefix that names a module."""
+    parts = [p for p in node_name.split("/") if p]
+    for end in range(len(parts) - 1, 0, -1):
+        if ".".join(parts[:end]) in modules:
+            return ".".join(parts[:end])
+    return ""
+
+
+@dataclass(frozen=True)
+class Rounding:
+    """What the int8 graph rounds, by module path, and where each activation range lives in
+    the graph (range name such as ``body.acts.0.branch`` -> ONNX tensor name), so the
+    quantiser can be given the ranges the fine-tune trained with."""
+
+    convs: frozenset[str]
+    acts: frozenset[str]
+    tensors: Mapping[str, str]
+
+
+def quantised_modules(plain: nn.Module, export_spec: Any, float_convs: int) -> Rounding:
+    """What :func:`nnip.train.quantize.quantize_file` will round in ``plain``'s exported graph
+    (the quantiser's own float-end rule keeps ``float_convs`` convolutions at each end)."""
+    graph = name_nodes(onnx.load_from_string(split_prelu(to_onnx(plain, export_spec))))
+    kept = set(float_ends(graph, float_convs)) if float_convs else set()
+    convs, acts, float_acts, tensors = set(), set(), set(), {}
+    modules = dict(plain.named_modules())
+    for node in graph.graph.node:
+        path = _module_path(node.name, modules)
+        if node.op_type == "Conv" and node.name not in kept:
+            convs.add(path)
+        elif node.op_type in _ACTIVATION_NODES and isinstance(modules.get(path), nn.PReLU):
+            (float_acts if node.name in kept else acts).add(path)
+            for point, tensor in _ACTIVATION_NODES[node.op_type](node):
+                tensors[f"{path}.{point}"] = tensor
+    acts -= float_acts
+    return Rounding(frozenset(convs), frozenset(acts),
+                    {k: v for k, v in tensors.items() if k.rsplit(".", 1)[0] in acts})
+
+
+#: The graph's activation nodes (the export's PReLU rewrites) -> (range name, tensor) pairs.
+_ACTIVATION_NODES: Mapping[str, Callable[[Any], list[tuple[str, str]]]] = {
+    "Mul": lambda node: [("input", node.input[0])],  # (a - 1) * x: x is the conv output
+    "Relu": lambda node: [("branch", node.output[0])],
+    "Add": lambda node: [("output", node.output[0])],  # x + relu(...)
+    "LeakyRelu": lambda node: [("input", node.input[0]), ("output", node.output[0])],
+}
+
+
+@dataclass
+class QatHooks:
+    """The rounding attached to a folded network; :meth:`remove` takes it off again."""
+
+    model: nn.Module
+    ranges: dict[str, ActivationRange] = field(default_factory=dict)
+    handles: list[Any] = field(default_factory=list)
+    convs: list[nn.Module] = field(default_factory=list)
+
+    def frozen(self) -> bool:
+        return all(r.scale is not None for r in self.ranges.values())
+
+    def freeze(self) -> None:
+        for value in self.ranges.values():
+            value.freeze()
+
+    def state(self) -> dict[str, tuple[float, float]]:
+        return {name: r.bounds() for name, r in self.ranges.items()}
+
+    def load_state(self, state: Mapping[str, Sequence[float]]) -> None:
+        for name, (low, high) in state.items():
+            self.ranges[name].set_range(float(low), float(high))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        for conv in self.convs:
+            parametrize.remove_parametrizations(conv, "weight", leave_parametrized=False)
+        self.handles, self.convs = [], []
+
+
+def _round_constant(values: torch.Tensor) -> torch.Tensor:
+    """A constant input of a quantised Mul (the PReLU's ``a - 1``), rounded as onnxruntime
+    rounds it: uint8 over its own min..max (holding 0)."""
+    low = min(float(values.detach().min()), 0.0)
+    high = max(float(values.detach().max()), 0.0)
+    scale = max((high - low) / (_UINT8[1] - _UINT8[0]), 1e-12)
+    return torch.fake_quantize_per_tensor_affine(values, scale, int(round(-low / scale)), *_UINT8)
+
+
+def _activation_hook(act: nn.PReLU, path: str, ranges: dict[str, ActivationRange],
+                     percentile: float) -> Callable:
+    """The forward hook of a quantised PReLU: its output as the int8 graph computes it."""
+    names = ("input", "branch", "output") if act.num_parameters > 1 else ("input", "output")
+    points = {n: ranges.setdefault(f"{path}.{n}", ActivationRange(f"{path}.{n}", percentile)) for n in names}
+
+    def hook(module: nn.PReLU, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
+        x = points["input"](inputs[0])
+        if module.num_parameters == 1:  # a LeakyRelu: rounded in and out
+            return points["output"](F.prelu(x, module.weight))
+        slope = _round_constant(module.weight - 1.0).view(1, -1, *([1] * (x.ndim - 2)))
+        # x + relu((a - 1) x): the Mul's output is rounded with the Relu folded into its range.
+        return points["output"](x + points["branch"](torch.relu(slope * x)))
+
+    return hook
+
+
+def attach(model: nn.Module, rounding: Rounding, percentile: float = 99.999) -> QatHooks:
+    """Round ``rounding``'s convolution weights and activations in ``model``'s forward pass.
+
+    The activation ranges start empty: the first forward passes only record values, until
+    :meth:`QatHooks.freeze` (or :meth:`QatHooks.load_state`) fixes them.
+    """
+    hooks = QatHooks(model)
+    modules = dict(model.named_modules())
+    convs, acts = rounding.convs, rounding.acts
+    missing = sorted((convs | acts) - set(modules))
+    if missing:
+        raise ValueError(f"the graph names modules the network lacks: {', '.join(missing)}")
+    for path in sorted(convs):
+        parametrize.register_parametrization(modules[path], "weight", _WeightRounding())
+        hooks.convs.append(modules[path])
+    for path in sorted(acts):
+        act = modules[path]
+        if not isinstance(act, nn.PReLU):
+            raise ValueError(f"{path} is a {type(act).__name__}; QAT handles PReLU activations")
+        hooks.handles.append(act.register_forward_hook(_activation_hook(act, path, hooks.ranges, percentile)))
+    return hooks
+
+
+def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The folded network's float weights under their own names (rounding parametrisations
+    stripped from the keys), as the export and a fresh ``plain()`` network know them."""
+    state = {}
+    for key, value in model.state_dict().items():
+        state[key.replace("parametrizations.weight.original", "weight")] = value.detach().clone()
+    return state
+
+
+@dataclass
+class QatOptions:
+    """One fine-tune: where from, where to, for how long."""
+
+    checkpoint: Path
+    out: Path
+    minutes: float
+    lr: float = 2e-5
+    float_convs: int = 1
+    percentile: float = 99.999
+    calibration_batches: int = 16
+    threads: int = 2
+    workers: int = 1
+    resume: bool = False
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    data_dirs: Sequence[Path] = ()
+    cache_dir: Path = Path("runs/cache/teachers")
+    checkpoint_minutes: float = 3.0
+    command: str = ""
+    max_steps: int | None = None  # for tests
+
+
+def _source(options: QatOptions) -> tuple[Task, dict[str, Any], nn.Module, dict[str, Any]]:
+    """(task, config, folded network with the source weights, source checkpoint)."""
+    source = torch.load(options.checkpoint, map_location="cpu", weights_only=False)
+    task = get_task(source["task"])
+    config = {**run_config(source["config"]), **dict(options.overrides)}
+    model = task.build_model(config)
+    model.load_state_dict(source["model"])
+    return task, config, model.plain().float().train(), source
+
+
+def finetune(options: QatOptions) -> Path:
+    """Run the fine-tune of the module notes; return the float ONNX of its best weights."""
+    deadline = time.monotonic() + options.minutes * 60.0
+    options.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(options.threads)
+    torch.manual_seed(0)
+    task, config, plain, source = _source(options)
+    rounding = quantised_modules(plain, task.export_spec(config), options.float_convs)
+    previous = _read(options.out / "last.pt") if options.resume else None
+    if previous is not None:
+        plain.load_state_dict(previous["model"])
+    data = task.build_data(config, options.data_dirs, options.cache_dir, 7919 + (previous or {}).get("step", 0))
+    float_psnr = validate(plain, task, data.val, torch.device("cpu")) if previous is None else math.nan
+    hooks = attach(plain, rounding, options.percentile)
+    optimizer = torch.optim.Adam(plain.parameters(), lr=options.lr)
+    run = _Progress(step=0, best=-math.inf, train_s=0.0)
+    with _batches(data, options.workers) as batches:
+        if previous is not None:
+            optimizer.load_state_dict(previous["optimizer"])
+            hooks.load_state(previous["ranges"])
+            run = _Progress(int(previous["step"]), float(previous["best_psnr"]), float(previous["train_s"]))
+        else:
+            run.best = _calibrate(plain, hooks, task, data, batches, options, float_psnr)
+        log.info("QAT of %s (step %d): %d rounded convs, %d rounded activations (%d ranges); %s",
+                 options.checkpoint, int(source["step"]), len(rounding.convs), len(rounding.acts), len(hooks.ranges),
+                 data.description)
+        save = lambda: _save(plain, hooks, optimizer, task, data, options, config, source, run)  # noqa: E731
+        _steps(plain, optimizer, task.loss(config), float(config.get("clip", 1.0)), batches, options,
+               deadline, run, save)
+        save()
+    hooks.remove()
+    return _export_best(options, task, config, source)
+
+
+@dataclass
+class _Progress:
+    step: int
+    best: float
+    train_s: float
+
+
+@contextmanager
+def _batches(data: Any, workers: int) -> Iterator[Iterator]:
+    """The task's training batches; the worker processes end with the block, also on an
+    error (they ignore SIGTERM, so an interpreter exit would wait for them forever)."""
+    batches = iter(_loader(data, workers))
+    try:
+        yield batches
+    finally:
+        batches._shutdown_workers()
+
+
+def _steps(plain: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, clip: float,
+           batches: Iterator, options: QatOptions, deadline: float, run: _Progress,
+           save: Callable[[], None]) -> None:
+    """Optimisation steps until the deadline, ``max_steps`` or a stop request; the learning
+    rate falls on a cosine from ``options.lr`` to a tenth of it over this run's budget."""
+    budget_s = max(1.0, deadline - time.monotonic() - 30.0)
+    first_s, last_save, tick = run.train_s, time.monotonic(), time.monotonic()
+    with _stop_requests() as stop:
+        for x, target in batches:
+            if time.monotonic() >= deadline - 30.0 or stop.is_set() or (
+                    options.max_steps is not None and run.step >= options.max_steps):
+                break
+            progress = min(1.0, (run.train_s - first_s) / budget_s)
+            for group in optimizer.param_groups:
+                group["lr"] = options.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+            loss = loss_fn(plain(*_as_inputs(x, torch.device("cpu"))), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(plain.parameters(), clip if clip > 0 else math.inf)
+            optimizer.step()
+            run.step += 1
+            now = time.monotonic()
+            run.train_s, tick = run.train_s + now - tick, now
+            if run.step % 100 == 0:
+                log.info("step %d  loss %.5f  lr %.2e", run.step, loss.item(), optimizer.param_groups[0]["lr"])
+            if now - last_save >= options.checkpoint_minutes * 60.0:
+                save()
+                last_save = tick = time.monotonic()
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+
+
+def _calibrate(plain: nn.Module, hooks: QatHooks, task: Task, data: Any, batches: Iterator,
+               options: QatOptions, float_psnr: float) -> float:
+    """Record the activation ranges on training batches and freeze them; log what rounding
+    costs before any fine-tuning (validation PSNR of the float and the rounded network)."""
+    with torch.no_grad():
+        for _ in range(options.calibration_batches):
+            x, _target = next(batches)
+            plain(*_as_inputs(x, torch.device("cpu")))
+    hooks.freeze()
+    rounded = validate(plain, task, data.val, torch.device("cpu"))
+    log.info("step 0: val %.3f dB float, %.3f dB rounded (%+.3f)", float_psnr, rounded, rounded - float_psnr)
+    _append_metrics(options.out, {"step": 0, "val_psnr_db_float": round(float_psnr, 4),
+                                  "val_psnr_db": round(rounded, 4)})
+    return rounded
+
+
+def _append_metrics(out: Path, record: Mapping[str, Any]) -> None:
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({**record, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+
+
+def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, task: Task, data: Any,
+          options: QatOptions, config: Mapping[str, Any], source: Mapping[str, Any], run: _Progress) -> None:
+    """Validate the rounded network, write last.pt (and best.pt when it improved)."""
+    psnr = validate(plain, task, data.val, torch.device("cpu"))
+    step, best, train_s = run.step, run.best, run.train_s
+    record = {
+        "task": task.name, "config": dict(config), "model": plain_state(plain), "ranges": hooks.state(),
+        "optimizer": optimizer.state_dict(), "step": step, "train_s": train_s,
+        "best_psnr": max(best, psnr),
+        "source": {"checkpoint": str(options.checkpoint), "step": int(source["step"]),
+                   "provenance": dict(source.get("provenance", {}))},
+        "qat": {"float_convs": options.float_convs, "percentile": options.percentile, "lr": options.lr,
+                "command": options.command, "commit": git_commit()},
+    }
+    save_atomic(record, options.out / "last.pt")
+    if psnr > best:
+        save_atomic({k: v for k, v in record.items() if k != "optimizer"}, options.out / "best.pt")
+    _append_metrics(options.out, {"step": step, "train_min": round(train_s / 60.0, 2),
+                                  "val_psnr_db": round(psnr, 4), "best_psnr_db": round(max(best, psnr), 4)})
+    log.info("step %d: val %.3f dB rounded (best %.3f)%s", step, psnr, max(best, psnr),
+             " -> best.pt" if psnr > best else "")
+    run.best = max(best, psnr)
+
+
+def _export_best(options: QatOptions, task: Task, config: Mapping[str, Any],
+                 source: Mapping[str, Any]) -> Path:
+    """The best weights as a float ONNX model ``OUT/float/NAME.onnx`` (NAME: the task's
+    shipped model name, so the quantiser's variant matches it)."""
+    best = _read(options.out / "best.pt") or _read(options.out / "last.pt")
+    assert best is not None
+    model = task.build_model(config)
+    plain = model.plain().float().eval()
+    plain.load_state_dict(best["model"])
+    name = task.name  # the shipped model of a task carries the task's name
+    provenance = {
+        "data": best["source"]["provenance"].get("data", []),
+        "command": best["source"]["provenance"].get("command", ""),
+        "qat_command": options.command,
+        "qat": {**best["qat"], "source_checkpoint": best["source"]["checkpoint"],
+                "source_step": best["source"]["step"], "steps": best["step"],
+                "tensor_ranges": _tensor_ranges(plain, task.export_spec(config), best)},
+        "commit": git_commit(),
+        "config": dict(config),
+    }
+    spec = export_model(SimpleNamespace(plain=lambda: plain), task.export_spec(config), name,
+                        options.out / "float", version=f"qat-{best['step']}", provenance=provenance,
+                        metrics={"val_psnr_db_rounded": round(float(best["best_psnr"]), 4)})
+    log.info("float weights of the best step (%d) written to %s", best["step"], spec.path)
+    return spec.path
+
+
+def _tensor_ranges(plain: nn.Module, export_spec: Any, best: Mapping[str, Any]) -> dict[str, list[float]]:
+    """The trained activation ranges by the exported graph's tensor names (what the
+    quantiser's ``TensorQuantOverrides`` take)."""
+    rounding = quantised_modules(plain, export_spec, int(best["qat"]["float_convs"]))
+    return {rounding.tensors[name]: [float(low), float(high)] for name, (low, high) in best["ranges"].items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nnip.train.qat", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="a training checkpoint (last.pt / best.pt of a run)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory of the fine-tune")
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--lr", type=float, default=QatOptions.lr)
+    parser.add_argument("--float-convs", type=int, default=QatOptions.float_convs, metavar="N",
+                        help="convolutions kept in float at each end (as nnip.train.quantize's)")
+    parser.add_argument("--percentile", type=float, default=QatOptions.percentile)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="training knob of the task's config (e.g. batch=16)")
+    parser.add_argument("--data", nargs="+", type=Path, help="training image folders")
+    parser.add_argument("--cache", type=Path, default=Path("runs/cache/teachers"))
+    parser.add_argument("--max-steps", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    overrides = dict(_parse_set(item) for item in args.overrides)
+    source = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    data_dirs = args.data or default_data_dirs(get_task(source["task"]))
+    del source
+    options = QatOptions(
+        checkpoint=args.checkpoint, out=args.out, minutes=args.minutes, lr=args.lr,
+        float_convs=args.float_convs, percentile=args.percentile, threads=args.threads,
+        workers=args.workers, resume=args.resume, overrides=overrides, data_dirs=data_dirs,
+        cache_dir=args.cache, max_steps=args.max_steps,
+        command="python -m nnip.train.qat " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
+    )
+    path = finetune(options)
+    print(path)
+    return 0
+
+
+def _parse_set(text: str) -> tuple[str, Any]:
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

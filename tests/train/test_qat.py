@@ -1,0 +1,166 @@
+"""Quantisation-aware fine-tuning: the rounding, its match with onnxruntime's int8 graph,
+and a tiny run from a checkpoint to a quantised variant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from nnip.core.models import Registry  # noqa: E402
+from nnip.train.cli import main as train_main  # noqa: E402
+from nnip.train.export import split_prelu, to_onnx  # noqa: E402
+from nnip.train.qat import (  # noqa: E402
+    ActivationRange,
+    attach,
+    fake_quant_weight,
+    main as qat_main,
+    plain_state,
+    quantised_modules,
+)
+from nnip.train.quantize import QuantizeOptions, quantize_file, quantize_model  # noqa: E402
+from nnip.train.raw_tasks import DemosaicNet, mosaic_packed  # noqa: E402
+from nnip.train.tasks import get_task  # noqa: E402
+
+from test_raw_tasks import _smooth_colour, _write_photos  # noqa: E402
+
+TINY = {"variant": "tiny", "channels": 8, "blocks": 2, "slopes": "channel"}
+
+
+def _tiny_plain(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = DemosaicNet(8, 2, 2.0, "channel")
+    with torch.no_grad():  # a network that does something: random, non-zero branches
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net.plain().eval()
+
+
+def _mosaics(count: int, size: int = 48) -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    return [mosaic_packed(_smooth_colour(rng, size))[None] for _ in range(count)]
+
+
+def test_weights_round_per_output_channel_to_int8_levels():
+    weight = torch.randn(6, 4, 3, 3) * torch.tensor([0.01, 0.1, 1, 2, 5, 10]).view(-1, 1, 1, 1)
+    rounded = fake_quant_weight(weight)
+    scale = weight.abs().amax(dim=(1, 2, 3)) / 127
+    levels = rounded / scale.view(-1, 1, 1, 1)
+    np.testing.assert_allclose(levels, levels.round(), atol=1e-3)
+    assert levels.abs().max() <= 127 + 1e-3
+    assert torch.all((rounded - weight).abs() <= scale.view(-1, 1, 1, 1) / 2 + 1e-6)
+    # the straight-through gradient reaches every weight
+    weight.requires_grad_(True)
+    fake_quant_weight(weight).sum().backward()
+    assert torch.all(weight.grad == 1)
+
+
+def test_activation_range_holds_zero_and_rounds_within_half_a_step():
+    act = ActivationRange("a", percentile=100.0)
+    values = torch.linspace(0.5, 3.0, 1000)
+    assert act(values) is values  # calibrating: values pass unchanged
+    act.freeze()
+    low, high = act.bounds()
+    assert low == pytest.approx(0.0, abs=1e-9) and high == pytest.approx(3.0, rel=1e-3)
+    rounded = act(values)
+    assert torch.all((rounded - values).abs() <= act.scale / 2 + 1e-6)
+    assert float(act(torch.tensor([5.0, -1.0]))[0]) == pytest.approx(high)
+    assert float(act(torch.tensor([5.0, -1.0]))[1]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_rounded_modules_follow_the_quantisers_float_ends():
+    plain = _tiny_plain()
+    spec = get_task("demosaic").export_spec({**TINY})
+    rounding = quantised_modules(plain, spec, float_convs=1)
+    # body: conv 0 (reads the input), convs 1-2 (hidden), conv 3 (tail); skip reads the input
+    assert rounding.convs == {"body.convs.1", "body.convs.2"}
+    assert rounding.acts == {"body.acts.0", "body.acts.1", "body.acts.2"}
+    assert rounding.tensors["body.acts.0.input"] == "/body/convs.0/Conv_output_0"
+    assert rounding.tensors["body.acts.2.output"] == "/body/acts.2/PRelu_output_0"
+    assert len(rounding.tensors) == 9
+    everything = quantised_modules(plain, spec, float_convs=0).convs
+    assert everything == {"body.convs.0", "body.convs.1", "body.convs.2", "body.convs.3", "skip"}
+
+
+def test_rounded_network_computes_what_onnxruntime_int8_computes(tmp_path: Path):
+    """The int8 graph quantised with the fine-tune's ranges (as ``--weights`` does) must
+    compute what the rounded torch network computes, far closer than to the float one."""
+    import onnxruntime as ort
+
+    plain = _tiny_plain()
+    spec = get_task("demosaic").export_spec({**TINY})
+    source = tmp_path / "tiny.onnx"
+    source.write_bytes(split_prelu(to_onnx(plain, spec)))
+    reference = plain_state(plain)
+    rounding = quantised_modules(plain, spec, 1)
+    hooks = attach(plain, rounding, percentile=99.9)
+    calibration = _mosaics(8)
+    with torch.no_grad():
+        for mosaic in calibration:
+            plain(torch.from_numpy(mosaic))
+    hooks.freeze()
+    ranges = {rounding.tensors[name]: bounds for name, bounds in hooks.state().items()}
+    target = tmp_path / "tiny-int8.onnx"
+    quantize_file(source, target, [[m[0]] for m in calibration], QuantizeOptions(float_convs=1, samples=8),
+                  ranges)
+
+    float_run = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    int8_run = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    to_int8, to_float = [], []
+    for mosaic in _mosaics(4, size=40):
+        int8 = int8_run.run(None, {"mosaic": mosaic})[0]
+        exact = float_run.run(None, {"mosaic": mosaic})[0]
+        with torch.no_grad():
+            rounded = plain(torch.from_numpy(mosaic)).numpy()
+        to_int8.append(np.mean((rounded - int8) ** 2))
+        to_float.append(np.mean((exact - int8) ** 2))
+    assert np.mean(to_int8) < np.mean(to_float) / 10  # >= 10 dB closer to int8 than float is
+    hooks.remove()
+    assert all(torch.equal(v, reference[k]) for k, v in plain.state_dict().items())
+
+
+def test_qat_run_resumes_and_its_weights_become_the_int8_variant(tmp_path, monkeypatch):
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "manifest.json").write_text('{"format_version": 1, "models": []}')
+    monkeypatch.setenv("NNIP_MODELS_DIR", str(models_dir))
+    photos = tmp_path / "photos"
+    _write_photos(photos)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "base": "fast", "channels": 8, "blocks": 2, "patch": 32, "batch": 4, "val_crop": 48,
+        "holdout_every": 3, "warmup_steps": 2, "checkpoint_minutes": 100, "lr": 1e-4,
+    }))
+    run, cache = tmp_path / "run", str(tmp_path / "cache")
+    assert train_main(["demosaic", "--config", str(config), "--data", str(photos), "--out", str(run),
+                       "--cache", cache, "--threads", "1", "--minutes", "2", "--max-steps", "3",
+                       "--export", "demosaic"]) == 0
+
+    qat = tmp_path / "qat"
+    common = ["--out", str(qat), "--data", str(photos), "--cache", cache, "--threads", "1",
+              "--minutes", "2", "--lr", "1e-4"]
+    assert qat_main([str(run / "last.pt"), *common, "--max-steps", "2"]) == 0
+    assert torch.load(qat / "last.pt", weights_only=False)["step"] == 2
+    assert qat_main([str(run / "last.pt"), *common, "--max-steps", "3", "--resume"]) == 0
+    last = torch.load(qat / "last.pt", weights_only=False)
+    points = 3 if last["config"]["slopes"] == "channel" else 2  # x, relu branch, sum / in, out
+    assert last["step"] == 3 and len(last["ranges"]) == 3 * points  # three PReLUs
+    records = [json.loads(line) for line in (qat / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["step"] == 0 and {"val_psnr_db_float", "val_psnr_db"} <= set(records[0])
+    weights = qat / "float" / "demosaic.onnx"
+    assert weights.exists()
+
+    spec = quantize_model("demosaic", models_dir, None, QuantizeOptions(samples=8, check_samples=2, crop=16,
+                                                                       images=3),
+                          weights=weights, data_dirs=[photos])
+    assert (spec.name, spec.variant_of, spec.precision) == ("demosaic-int8", "demosaic", "int8")
+    quantisation = spec.provenance["quantization"]
+    assert quantisation["weights_sha256"] != Registry(models_dir).get("demosaic").sha256
+    assert "nnip.train.qat" in quantisation["fine_tune"]["qat_command"]
+    assert 0 <= quantisation["fine_tune"]["qat"]["steps"] <= 3
+    assert quantisation["trained_ranges"] == 3 * points  # the fine-tune's ranges, by tensor name
