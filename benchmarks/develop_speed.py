@@ -14,6 +14,9 @@ with ``--denoise`` and ``--lens`` stated explicitly, for these variants (``--var
   default develop once the models are installed);
 - ``denoise+nn``: ``--demosaic nn --denoise auto --lens off``;
 - ``nn``: ``--demosaic nn --denoise off --lens off``;
+- ``all-int8``, ``nn-int8``: the same with ``--precision int8`` (each model's int8 variant
+  where one ships, fp32 for the others: what the default ``--precision auto`` runs on a
+  CPU with VNNI; the other rows pin fp32);
 - ``ahd`` and ``bilinear``: LibRaw's, no neural stage;
 
 each started from a fresh wrapper process whose only child is the command, so the peak RSS
@@ -54,6 +57,12 @@ VARIANTS: dict[str, tuple[list[str], tuple[str, ...], tuple[float, float] | None
                    ("demosaic", "denoise"), (45.0, 2048.0)),
     "nn": (["--demosaic", "nn", "--denoise", "off", "--lens", "off"], ("demosaic",),
            (30.0, 2048.0)),
+    # The same with each model's int8 variant where one ships (--precision int8; what
+    # --precision auto, the default, runs on a CPU with VNNI): fp32 for the others.
+    "all-int8": (["--demosaic", "nn", "--denoise", "auto", "--lens", "deblur", "--precision", "int8"],
+                 ("demosaic-int8", "denoise", "lens"), (45.0, 2560.0)),
+    "nn-int8": (["--demosaic", "nn", "--denoise", "off", "--lens", "off", "--precision", "int8"],
+                ("demosaic-int8",), (30.0, 2048.0)),
     "ahd": (["--demosaic", "ahd", "--denoise", "off", "--lens", "off"], (), None),
     "bilinear": (["--demosaic", "bilinear", "--denoise", "off", "--lens", "off"], (), None),
 }
@@ -140,7 +149,8 @@ def run_all(prefix: list[str], dng: Path, variants: list[str], size: tuple[int, 
 
 
 def installed_models(models_dir: Path | None) -> dict[str, object]:
-    """task -> the ModelSpec nnip would use, for the tasks the variants need."""
+    """task -> the ModelSpec nnip would use, for the tasks the variants need; ``TASK-int8``
+    -> that model's int8 variant where one is installed."""
     from nnip.core.errors import ModelError  # noqa: PLC0415
     from nnip.core.models import Registry  # noqa: PLC0415
 
@@ -152,6 +162,7 @@ def installed_models(models_dir: Path | None) -> dict[str, object]:
     for task in ("demosaic", "denoise", "lens"):
         try:
             found[task] = registry.find(task)
+            found[f"{task}-int8"] = registry.with_precision(found[task], "int8")
         except ModelError:
             pass
     return found

@@ -2,7 +2,8 @@
 
 For each model and each quantisation setting (``--configs``), ``nnip.train.quantize``
 writes the int8 variant into a scratch models directory (calibrated on training crops,
-never on benchmark images), then:
+never on benchmark images; a setting ``weights=PATH`` quantises a quantisation-aware
+fine-tune of the model, ``nnip.train.qat``, with its trained ranges), then:
 
 - quality: the task's own benchmark harness on the fp32 model and on the variant, same
   images: ``sr_quality`` (Set5, Set14; the network alone and with the fidelity step, as
@@ -13,7 +14,9 @@ never on benchmark images), then:
 
 The bar to ship a variant: no set drops by more than 0.05 dB (every row), and it is
 faster. A variant that passes is shipped by running the same quantisation into
-``onnx_models/`` (the command is printed); the fp32 model stays the default either way.
+``onnx_models/`` (the command is printed); the fp32 model stays beside it, and
+``--precision auto`` (the default) runs the variant only on a CPU with int8 dot-product
+instructions (VNNI and kin).
 
     python benchmarks/int8_variants.py --results benchmarks/RESULTS.md           # the figures
     python benchmarks/int8_variants.py --limit 4 --size 256 --configs float_convs=1
@@ -33,6 +36,11 @@ from common import Section, best_in_turns, describe_model, markdown_table, publi
 BAR_DB = 0.05
 DEFAULT_CONFIGS = ("float_convs=1,calibration=percentile;float_convs=1,calibration=entropy;"
                    "float_convs=2,calibration=percentile")
+
+
+#: Config keys that are quantize_model's arguments, not QuantizeOptions fields: ``weights``
+#: (a quantisation-aware fine-tune's float ONNX, nnip.train.qat) and ``recalibrate``.
+_NOT_OPTIONS = ("weights", "recalibrate")
 
 
 def parse_configs(text: str) -> list[dict[str, Any]]:
@@ -62,6 +70,8 @@ def quantize_flags(config: dict[str, Any]) -> str:
             flags += ["--symmetric"] if value else []
         elif key == "per_channel":
             flags += [] if value else ["--per-tensor"]
+        elif key == "recalibrate":
+            flags += ["--recalibrate"] if value else []
         else:
             flags.append(f"--{key.replace('_', '-')} {value}")
     return " ".join(flags)
@@ -146,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                          ", ".join(f"{k} {v:.2f}" for k, v in reference.items()), "-", "-", "-"])
             for i, config in enumerate(configs):
                 out = Path(tmp) / f"{name}-{i}"
-                variant = quantize_model(name, args.models_dir, out, QuantizeOptions(**config))
+                options = {k: v for k, v in config.items() if k not in _NOT_OPTIONS}
+                variant = quantize_model(name, args.models_dir, out, QuantizeOptions(**options),
+                                         weights=config.get("weights"),
+                                         use_trained_ranges=not config.get("recalibrate", False))
                 scratch = Registry(out)
                 engine = Engine("cpu", threads=args.threads, registry=scratch)
                 scores = measure(engine, variant, bench, args.limit)

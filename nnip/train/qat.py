@@ -14,15 +14,19 @@ does, in order:
 2. find what onnxruntime's QDQ quantisation will round, from the exported ONNX graph
    itself (the same :func:`nnip.train.quantize.float_ends` rule keeps ``--float-convs``
    convolutions at each end in float): every other convolution's weights (int8, one
-   symmetric scale per output channel) and, for every quantised activation, its input
-   (the conv output), the ``relu((a - 1) x)`` branch and the sum (uint8, one asymmetric
-   range per tensor) - the three-pass per-channel PReLU as the export writes it - or, for
-   a one-slope PReLU (a LeakyRelu in the graph), its input and output;
+   symmetric scale per output channel; axis 1 of a transposed conv) with its input and
+   output, and every quantised activation's input, ``relu((a - 1) x)`` branch and sum
+   (uint8, one asymmetric range per tensor) - the three-pass per-channel PReLU as the
+   export writes it - or, for a one-slope PReLU (a LeakyRelu in the graph), its input and
+   output. Ranges are kept by the graph's tensor names. What the graph rounds outside
+   modules (a U-Net's skip sums, a denoiser's input normalisation) is not rounded here;
 3. calibrate those ranges on training batches with onnxruntime's Percentile rule
    (``(100 - p) / 2`` % cut at each side, the range widened to hold 0), then keep them fixed;
-4. fine-tune with the task's own data and loss (cosine learning rate from ``--lr``),
-   validating the *rounded* network on the task's held-out crops; ``last.pt`` / ``best.pt``
-   (the folded weights, small) every few minutes; ``--resume`` continues;
+4. fine-tune with the task's own data and loss, or (``--distill``) to the float source
+   network's output, so that only the rounding is trained away and the float function
+   cannot drift (cosine learning rate from ``--lr``), validating the *rounded* network on
+   the task's held-out crops; ``last.pt`` / ``best.pt`` (the folded weights, small) every
+   few minutes; ``--resume`` continues, ``--init`` starts from another fine-tune's weights;
 5. write the best weights, unrounded, as a float ONNX file ``OUT/float/NAME.onnx`` through
    the exporter (same graph, names and parity check as the shipped model).
 
@@ -35,6 +39,7 @@ installed float ``NAME``. Whether it ships is, as always, the benchmark's decisi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -55,11 +60,11 @@ from torch.nn.utils import parametrize
 
 from nnip.train.export import export_model, split_prelu, to_onnx
 from nnip.train.loop import _as_inputs, _loader, _stop_requests, git_commit, save_atomic, validate
-from nnip.train.quantize import float_ends, name_nodes
+from nnip.train.quantize import kept_in_float, name_nodes
 from nnip.train.tasks import Task, default_data_dirs, get_task, run_config
 
-__all__ = ["ActivationRange", "QatHooks", "QatOptions", "fake_quant_weight", "quantised_modules",
-           "attach", "plain_state", "finetune", "main"]
+__all__ = ["ActivationRange", "QatHooks", "QatOptions", "Rounding", "fake_quant_weight",
+           "quantised_modules", "attach", "plain_state", "finetune", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +72,25 @@ _UINT8 = (0, 255)
 _INT8_SYMMETRIC = 127  # onnxruntime's symmetric int8 weights use [-127, 127]
 
 
-def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
-    """``weight`` rounded to int8 with one symmetric scale per output channel (axis 0)."""
-    absmax = weight.detach().abs().amax(dim=tuple(range(1, weight.ndim)))
+def fake_quant_weight(weight: torch.Tensor, axis: int = 0) -> torch.Tensor:
+    """``weight`` rounded to int8 with one symmetric scale per output channel (``axis``: 0
+    for a Conv2d, 1 for a ConvTranspose2d, as onnxruntime quantises them)."""
+    absmax = weight.detach().abs().amax(dim=tuple(d for d in range(weight.ndim) if d != axis))
     scale = (absmax / _INT8_SYMMETRIC).clamp_min(1e-12).float()
     zero = torch.zeros_like(scale, dtype=torch.int32)
-    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -_INT8_SYMMETRIC,
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero, axis, -_INT8_SYMMETRIC,
                                                   _INT8_SYMMETRIC)
 
 
 class _WeightRounding(nn.Module):
     """A parametrisation: the conv sees its weight rounded, the optimiser the float one."""
 
+    def __init__(self, axis: int) -> None:
+        super().__init__()
+        self.axis = axis
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return fake_quant_weight(weight)
+        return fake_quant_weight(weight, self.axis)
 
 
 class ActivationRange:
@@ -137,41 +147,50 @@ def _module_path(node_name: str, modules: Mapping[str, nn.Module]) -> str:
 
 @dataclass(frozen=True)
 class Rounding:
-    """What the int8 graph rounds, by module path, and where each activation range lives in
-    the graph (range name such as ``body.acts.0.branch`` -> ONNX tensor name), so the
-    quantiser can be given the ranges the fine-tune trained with."""
+    """What the int8 graph rounds, by module path, each activation as the ONNX tensor it is
+    (ranges are kept by tensor name: the quantiser's ``TensorQuantOverrides`` take them so,
+    and a tensor two hooks see - a conv's output and the activation's input - is one range).
 
-    convs: frozenset[str]
-    acts: frozenset[str]
-    tensors: Mapping[str, str]
+    ``weights``: quantised convolutions -> weight axis of their output channels;
+    ``conv_io``: the same -> (input tensor, output tensor); ``acts``: quantised PReLUs ->
+    point (``input``, ``branch``, ``output``) -> tensor.
+    """
+
+    weights: Mapping[str, int]
+    conv_io: Mapping[str, tuple[str, str]]
+    acts: Mapping[str, Mapping[str, str]]
+
+    def tensors(self) -> set[str]:
+        return {t for pair in self.conv_io.values() for t in pair} | {
+            t for points in self.acts.values() for t in points.values()}
 
 
-def quantised_modules(plain: nn.Module, export_spec: Any, float_convs: int) -> Rounding:
+def quantised_modules(plain: nn.Module, export_spec: Any, float_convs: int, float_nodes: str = "") -> Rounding:
     """What :func:`nnip.train.quantize.quantize_file` will round in ``plain``'s exported graph
-    (the quantiser's own float-end rule keeps ``float_convs`` convolutions at each end)."""
+    (the quantiser's own rule: :func:`nnip.train.quantize.kept_in_float`)."""
     graph = name_nodes(onnx.load_from_string(split_prelu(to_onnx(plain, export_spec))))
-    kept = set(float_ends(graph, float_convs)) if float_convs else set()
-    convs, acts, float_acts, tensors = set(), set(), set(), {}
+    kept = set(kept_in_float(graph, float_convs, float_nodes))
+    weights, conv_io, acts, float_acts = {}, {}, {}, set()
     modules = dict(plain.named_modules())
     for node in graph.graph.node:
         path = _module_path(node.name, modules)
-        if node.op_type == "Conv" and node.name not in kept:
-            convs.add(path)
+        if node.op_type in _CONV_AXIS and node.name not in kept:
+            weights[path] = _CONV_AXIS[node.op_type]
+            conv_io[path] = (node.input[0], node.output[0])
         elif node.op_type in _ACTIVATION_NODES and isinstance(modules.get(path), nn.PReLU):
-            (float_acts if node.name in kept else acts).add(path)
-            for point, tensor in _ACTIVATION_NODES[node.op_type](node):
-                tensors[f"{path}.{point}"] = tensor
-    acts -= float_acts
-    return Rounding(frozenset(convs), frozenset(acts),
-                    {k: v for k, v in tensors.items() if k.rsplit(".", 1)[0] in acts})
+            if node.name in kept:
+                float_acts.add(path)
+            acts.setdefault(path, {}).update(_ACTIVATION_NODES[node.op_type](node))
+    return Rounding(weights, conv_io, {k: v for k, v in acts.items() if k not in float_acts})
 
 
-#: The graph's activation nodes (the export's PReLU rewrites) -> (range name, tensor) pairs.
-_ACTIVATION_NODES: Mapping[str, Callable[[Any], list[tuple[str, str]]]] = {
-    "Mul": lambda node: [("input", node.input[0])],  # (a - 1) * x: x is the conv output
-    "Relu": lambda node: [("branch", node.output[0])],
-    "Add": lambda node: [("output", node.output[0])],  # x + relu(...)
-    "LeakyRelu": lambda node: [("input", node.input[0]), ("output", node.output[0])],
+_CONV_AXIS = {"Conv": 0, "ConvTranspose": 1}
+#: The graph's activation nodes (the export's PReLU rewrites) -> {point: tensor}.
+_ACTIVATION_NODES: Mapping[str, Callable[[Any], dict[str, str]]] = {
+    "Mul": lambda node: {"input": node.input[0]},  # (a - 1) * x: x is the conv output
+    "Relu": lambda node: {"branch": node.output[0]},
+    "Add": lambda node: {"output": node.output[0]},  # x + relu(...)
+    "LeakyRelu": lambda node: {"input": node.input[0], "output": node.output[0]},
 }
 
 
@@ -215,11 +234,8 @@ def _round_constant(values: torch.Tensor) -> torch.Tensor:
     return torch.fake_quantize_per_tensor_affine(values, scale, int(round(-low / scale)), *_UINT8)
 
 
-def _activation_hook(act: nn.PReLU, path: str, ranges: dict[str, ActivationRange],
-                     percentile: float) -> Callable:
+def _activation_hook(points: Mapping[str, ActivationRange]) -> Callable:
     """The forward hook of a quantised PReLU: its output as the int8 graph computes it."""
-    names = ("input", "branch", "output") if act.num_parameters > 1 else ("input", "output")
-    points = {n: ranges.setdefault(f"{path}.{n}", ActivationRange(f"{path}.{n}", percentile)) for n in names}
 
     def hook(module: nn.PReLU, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
         x = points["input"](inputs[0])
@@ -232,26 +248,44 @@ def _activation_hook(act: nn.PReLU, path: str, ranges: dict[str, ActivationRange
     return hook
 
 
+def _conv_hooks(io: tuple[ActivationRange, ActivationRange]) -> tuple[Callable, Callable]:
+    """Forward pre-hook and hook of a quantised convolution: its input and output rounded
+    (idempotent where the producer or consumer already rounds the same tensor)."""
+    rounded_in, rounded_out = io
+
+    def pre_hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return (rounded_in(inputs[0]), *inputs[1:])
+
+    def hook(_module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        return rounded_out(output)
+
+    return pre_hook, hook
+
+
 def attach(model: nn.Module, rounding: Rounding, percentile: float = 99.999) -> QatHooks:
-    """Round ``rounding``'s convolution weights and activations in ``model``'s forward pass.
+    """Round ``rounding``'s weights and activations in ``model``'s forward pass.
 
     The activation ranges start empty: the first forward passes only record values, until
     :meth:`QatHooks.freeze` (or :meth:`QatHooks.load_state`) fixes them.
     """
     hooks = QatHooks(model)
+    hooks.ranges.update({t: ActivationRange(t, percentile) for t in sorted(rounding.tensors())})
     modules = dict(model.named_modules())
-    convs, acts = rounding.convs, rounding.acts
-    missing = sorted((convs | acts) - set(modules))
+    missing = sorted((set(rounding.weights) | set(rounding.acts)) - set(modules))
     if missing:
         raise ValueError(f"the graph names modules the network lacks: {', '.join(missing)}")
-    for path in sorted(convs):
-        parametrize.register_parametrization(modules[path], "weight", _WeightRounding())
-        hooks.convs.append(modules[path])
-    for path in sorted(acts):
+    for path, axis in sorted(rounding.weights.items()):
+        conv = modules[path]
+        parametrize.register_parametrization(conv, "weight", _WeightRounding(axis))
+        hooks.convs.append(conv)
+        pre_hook, hook = _conv_hooks(tuple(hooks.ranges[t] for t in rounding.conv_io[path]))
+        hooks.handles += [conv.register_forward_pre_hook(pre_hook), conv.register_forward_hook(hook)]
+    for path, points in sorted(rounding.acts.items()):
         act = modules[path]
         if not isinstance(act, nn.PReLU):
             raise ValueError(f"{path} is a {type(act).__name__}; QAT handles PReLU activations")
-        hooks.handles.append(act.register_forward_hook(_activation_hook(act, path, hooks.ranges, percentile)))
+        ranges = {point: hooks.ranges[tensor] for point, tensor in points.items()}
+        hooks.handles.append(act.register_forward_hook(_activation_hook(ranges)))
     return hooks
 
 
@@ -273,6 +307,7 @@ class QatOptions:
     minutes: float
     lr: float = 2e-5
     float_convs: int = 1
+    float_nodes: str = ""
     percentile: float = 99.999
     calibration_batches: int = 16
     threads: int = 2
@@ -282,6 +317,8 @@ class QatOptions:
     data_dirs: Sequence[Path] = ()
     cache_dir: Path = Path("runs/cache/teachers")
     checkpoint_minutes: float = 3.0
+    init: Path | None = None  # start from another fine-tune's weights (its last.pt / best.pt)
+    distill: bool = False  # match the float source network's output instead of the truth
     command: str = ""
     max_steps: int | None = None  # for tests
 
@@ -303,7 +340,10 @@ def finetune(options: QatOptions) -> Path:
     torch.set_num_threads(options.threads)
     torch.manual_seed(0)
     task, config, plain, source = _source(options)
-    rounding = quantised_modules(plain, task.export_spec(config), options.float_convs)
+    teacher = copy.deepcopy(plain).eval().requires_grad_(False) if options.distill else None
+    if options.init is not None:  # e.g. an earlier fine-tune with other float nodes
+        plain.load_state_dict(torch.load(options.init, map_location="cpu", weights_only=False)["model"])
+    rounding = quantised_modules(plain, task.export_spec(config), options.float_convs, options.float_nodes)
     previous = _read(options.out / "last.pt") if options.resume else None
     if previous is not None:
         plain.load_state_dict(previous["model"])
@@ -320,14 +360,30 @@ def finetune(options: QatOptions) -> Path:
         else:
             run.best = _calibrate(plain, hooks, task, data, batches, options, float_psnr)
         log.info("QAT of %s (step %d): %d rounded convs, %d rounded activations (%d ranges); %s",
-                 options.checkpoint, int(source["step"]), len(rounding.convs), len(rounding.acts), len(hooks.ranges),
+                 options.checkpoint, int(source["step"]), len(rounding.weights), len(rounding.acts), len(hooks.ranges),
                  data.description)
         save = lambda: _save(plain, hooks, optimizer, task, data, options, config, source, run)  # noqa: E731
-        _steps(plain, optimizer, task.loss(config), float(config.get("clip", 1.0)), batches, options,
+        _steps(plain, optimizer, _objective(plain, teacher, task.loss(config)), float(config.get("clip", 1.0)), batches, options,
                deadline, run, save)
         save()
     hooks.remove()
     return _export_best(options, task, config, source)
+
+
+def _objective(plain: nn.Module, teacher: nn.Module | None, loss_fn: Callable) -> Callable:
+    """The loss of a batch: the task's against the truth, or - distilling - the squared
+    error against the float source network's output (what the int8 variant is measured
+    against: only the rounding is trained away, the float function does not drift)."""
+
+    def objective(inputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        prediction = plain(*inputs)
+        if teacher is None:
+            return loss_fn(prediction, target)
+        with torch.no_grad():
+            goal = teacher(*inputs)
+        return F.mse_loss(prediction, goal)
+
+    return objective
 
 
 @dataclass
@@ -348,7 +404,7 @@ def _batches(data: Any, workers: int) -> Iterator[Iterator]:
         batches._shutdown_workers()
 
 
-def _steps(plain: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, clip: float,
+def _steps(plain: nn.Module, optimizer: torch.optim.Optimizer, objective: Callable, clip: float,
            batches: Iterator, options: QatOptions, deadline: float, run: _Progress,
            save: Callable[[], None]) -> None:
     """Optimisation steps until the deadline, ``max_steps`` or a stop request; the learning
@@ -363,7 +419,7 @@ def _steps(plain: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
             progress = min(1.0, (run.train_s - first_s) / budget_s)
             for group in optimizer.param_groups:
                 group["lr"] = options.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-            loss = loss_fn(plain(*_as_inputs(x, torch.device("cpu"))), target)
+            loss = objective(_as_inputs(x, torch.device("cpu")), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(plain.parameters(), clip if clip > 0 else math.inf)
@@ -414,7 +470,8 @@ def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, t
         "best_psnr": max(best, psnr),
         "source": {"checkpoint": str(options.checkpoint), "step": int(source["step"]),
                    "provenance": dict(source.get("provenance", {}))},
-        "qat": {"float_convs": options.float_convs, "percentile": options.percentile, "lr": options.lr,
+        "qat": {"float_convs": options.float_convs, "float_nodes": options.float_nodes,
+                "distill": options.distill, "percentile": options.percentile, "lr": options.lr,
                 "command": options.command, "commit": git_commit()},
     }
     save_atomic(record, options.out / "last.pt")
@@ -443,7 +500,7 @@ def _export_best(options: QatOptions, task: Task, config: Mapping[str, Any],
         "qat_command": options.command,
         "qat": {**best["qat"], "source_checkpoint": best["source"]["checkpoint"],
                 "source_step": best["source"]["step"], "steps": best["step"],
-                "tensor_ranges": _tensor_ranges(plain, task.export_spec(config), best)},
+                "tensor_ranges": {t: [float(lo), float(hi)] for t, (lo, hi) in best["ranges"].items()}},
         "commit": git_commit(),
         "config": dict(config),
     }
@@ -454,13 +511,6 @@ def _export_best(options: QatOptions, task: Task, config: Mapping[str, Any],
     return spec.path
 
 
-def _tensor_ranges(plain: nn.Module, export_spec: Any, best: Mapping[str, Any]) -> dict[str, list[float]]:
-    """The trained activation ranges by the exported graph's tensor names (what the
-    quantiser's ``TensorQuantOverrides`` take)."""
-    rounding = quantised_modules(plain, export_spec, int(best["qat"]["float_convs"]))
-    return {rounding.tensors[name]: [float(low), float(high)] for name, (low, high) in best["ranges"].items()}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nnip.train.qat", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a training checkpoint (last.pt / best.pt of a run)")
@@ -469,10 +519,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=QatOptions.lr)
     parser.add_argument("--float-convs", type=int, default=QatOptions.float_convs, metavar="N",
                         help="convolutions kept in float at each end (as nnip.train.quantize's)")
+    parser.add_argument("--float-nodes", default="", metavar="A|B",
+                        help="nodes kept in float besides the ends (as nnip.train.quantize's)")
     parser.add_argument("--percentile", type=float, default=QatOptions.percentile)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--distill", action="store_true",
+                        help="train the rounded network to the float source network's output")
+    parser.add_argument("--init", type=Path, metavar="QAT_CHECKPOINT",
+                        help="start from another fine-tune's weights (ranges calibrated afresh)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="training knob of the task's config (e.g. batch=16)")
     parser.add_argument("--data", nargs="+", type=Path, help="training image folders")
@@ -486,9 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     del source
     options = QatOptions(
         checkpoint=args.checkpoint, out=args.out, minutes=args.minutes, lr=args.lr,
-        float_convs=args.float_convs, percentile=args.percentile, threads=args.threads,
+        float_convs=args.float_convs, float_nodes=args.float_nodes, percentile=args.percentile, threads=args.threads,
         workers=args.workers, resume=args.resume, overrides=overrides, data_dirs=data_dirs,
-        cache_dir=args.cache, max_steps=args.max_steps,
+        cache_dir=args.cache, max_steps=args.max_steps, init=args.init, distill=args.distill,
         command="python -m nnip.train.qat " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
     )
     path = finetune(options)

@@ -18,8 +18,13 @@
 Whether a variant ships is a separate decision: run the task's quality benchmark on it
 (``benchmarks/sr_quality.py --models NAME-int8 --models-dir DIR``,
 ``benchmarks/demosaic_quality.py --models NAME-int8 --models-dir DIR``) and keep it only
-where the drop is at most 0.05 dB. The fp32 model stays the default either way: a variant
-is only ever chosen by name (``--model fast-int8``) or precision.
+where the drop is at most 0.05 dB. The fp32 model stays beside it: a variant is chosen by
+name (``--model fast-int8``) or precision (``--precision int8``, or ``auto`` on a CPU with
+int8 dot-product instructions).
+
+``--weights FILE`` quantises a quantisation-aware fine-tune of NAME (:mod:`nnip.train.qat`)
+instead of NAME's own weights, with the activation ranges it was trained with; the
+self-check still measures the variant against the installed NAME.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ __all__ = [
     "calibration_inputs",
     "name_nodes",
     "float_ends",
+    "kept_in_float",
     "quantize_file",
     "output_psnr",
     "quantize_model",
@@ -73,7 +79,9 @@ _DEFAULT_DATA = ("CBSD432", "T91", "photos")
 class QuantizeOptions:
     """How a model is quantised; recorded in the variant's provenance.
 
-    ``float_convs`` convolutions at each end stay in float (:func:`float_ends`; 0: none);
+    ``float_convs`` convolutions at each end stay in float (:func:`float_ends`; 0: none),
+    and every node whose name holds one of the ``|``-separated ``float_nodes`` (e.g.
+    ``/body/acts.8/``: the activation before a float tail, where rounding costs most);
     ``symmetric`` makes activation ranges symmetric about 0; ``percentile`` is the
     Percentile calibration's. ``samples`` crops of ``crop`` input pixels (side), cut from
     ``images`` training files, calibrate, ``chunk`` at a time; ``check_samples`` other
@@ -83,6 +91,7 @@ class QuantizeOptions:
     calibration: str = "percentile"
     percentile: float = 99.999
     float_convs: int = 1
+    float_nodes: str = ""
     per_channel: bool = True
     symmetric: bool = False
     samples: int = 48
@@ -234,6 +243,14 @@ def float_ends(model: onnx.ModelProto, convs: int = 1) -> list[str]:
     return list(dict.fromkeys(head + tail))
 
 
+def kept_in_float(model: onnx.ModelProto, float_convs: int, float_nodes: str = "") -> list[str]:
+    """Names of the nodes the quantiser leaves in float: :func:`float_ends` and every node
+    whose name holds one of the ``|``-separated ``float_nodes``."""
+    kept = float_ends(model, float_convs) if float_convs else []
+    patterns = [p for p in float_nodes.split("|") if p]
+    return list(dict.fromkeys(kept + [n.name for n in model.graph.node if any(p in n.name for p in patterns)]))
+
+
 def quantize_file(
     source: Path, target: Path, inputs: Sequence[list[np.ndarray]], options: QuantizeOptions,
     ranges: Mapping[str, Sequence[float]] | None = None,
@@ -245,7 +262,7 @@ def quantize_file(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = name_nodes(onnx.load(str(source)))
-    excluded = float_ends(model, options.float_convs) if options.float_convs else []
+    excluded = kept_in_float(model, options.float_convs, options.float_nodes)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[options.calibration]
     extra: dict[str, Any] = {
@@ -328,9 +345,11 @@ def quantize_model(
     with tempfile.TemporaryDirectory(prefix="nnip-quantize-") as tmp:
         staged = Path(tmp) / target.name
         trained = tuned.get("fine_tune", {}).get("qat", {}).get("tensor_ranges") if use_trained_ranges else None
-        if trained and int(tuned["fine_tune"]["qat"].get("float_convs", -1)) != options.float_convs:
-            raise ValueError(f"{weights} was fine-tuned with float_convs="
-                             f"{tuned['fine_tune']['qat'].get('float_convs')}, not {options.float_convs}")
+        fine_tuned = tuned.get("fine_tune", {}).get("qat", {})
+        asked = (options.float_convs, options.float_nodes)
+        if trained and (fine_tuned.get("float_convs"), fine_tuned.get("float_nodes", "")) != asked:
+            raise ValueError(f"{weights} was fine-tuned with float_convs={fine_tuned.get('float_convs')}, "
+                             f"float_nodes={fine_tuned.get('float_nodes', '')!r}, not {asked[0]}, {asked[1]!r}")
         excluded = quantize_file(source, staged, inputs[: options.samples], options, trained)
         agreement = output_psnr(reference, staged, inputs[options.samples:])
         entry = {
@@ -364,7 +383,7 @@ def _fine_tune_record(weights: Path, spec: ModelSpec) -> dict[str, Any]:
     meta = {p.key: p.value for p in model.metadata_props}
     fine_tune = json.loads(meta.get(METADATA_KEY, "{}")).get("provenance", {})
     return {"weights": str(weights), "weights_sha256": sha256_of(Path(weights)),
-            "fine_tune": {k: v for k, v in fine_tune.items() if k in ("qat_command", "qat", "commit")}}
+            "fine_tune": {k: v for k, v in fine_tune.items() if k in ("qat_command", "qat", "equalize_command", "equalization", "commit")}}
 
 
 def variant_source(
@@ -420,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--percentile", type=float, default=defaults.percentile)
     parser.add_argument("--float-convs", type=int, default=defaults.float_convs, metavar="N",
                         help="convolutions kept in float at each end (0: quantise all)")
+    parser.add_argument("--float-nodes", default=defaults.float_nodes, metavar="A|B",
+                        help="also keep nodes whose names hold one of these '|'-separated parts in float")
     parser.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
     parser.add_argument("--symmetric", action="store_true", help="symmetric activation ranges")
     parser.add_argument("--samples", type=int, default=defaults.samples)
@@ -436,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = QuantizeOptions(
             calibration=args.calibration, percentile=args.percentile,
-            float_convs=args.float_convs, per_channel=not args.per_tensor,
+            float_convs=args.float_convs, float_nodes=args.float_nodes, per_channel=not args.per_tensor,
             symmetric=args.symmetric, samples=args.samples, crop=args.crop,
             images=args.images, seed=args.seed,
         )

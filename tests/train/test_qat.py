@@ -60,6 +60,15 @@ def test_weights_round_per_output_channel_to_int8_levels():
     assert torch.all(weight.grad == 1)
 
 
+def test_transposed_conv_weights_round_along_their_output_axis():
+    weight = torch.randn(4, 6, 2, 2) * torch.tensor([0.01, 0.1, 1, 2, 5, 10]).view(1, -1, 1, 1)
+    rounded = fake_quant_weight(weight, axis=1)
+    scale = weight.abs().amax(dim=(0, 2, 3)) / 127
+    levels = rounded / scale.view(1, -1, 1, 1)
+    np.testing.assert_allclose(levels, levels.round(), atol=1e-3)
+    assert torch.all((rounded - weight).abs() <= scale.view(1, -1, 1, 1) / 2 + 1e-6)
+
+
 def test_activation_range_holds_zero_and_rounds_within_half_a_step():
     act = ActivationRange("a", percentile=100.0)
     values = torch.linspace(0.5, 3.0, 1000)
@@ -78,13 +87,15 @@ def test_rounded_modules_follow_the_quantisers_float_ends():
     spec = get_task("demosaic").export_spec({**TINY})
     rounding = quantised_modules(plain, spec, float_convs=1)
     # body: conv 0 (reads the input), convs 1-2 (hidden), conv 3 (tail); skip reads the input
-    assert rounding.convs == {"body.convs.1", "body.convs.2"}
-    assert rounding.acts == {"body.acts.0", "body.acts.1", "body.acts.2"}
-    assert rounding.tensors["body.acts.0.input"] == "/body/convs.0/Conv_output_0"
-    assert rounding.tensors["body.acts.2.output"] == "/body/acts.2/PRelu_output_0"
-    assert len(rounding.tensors) == 9
-    everything = quantised_modules(plain, spec, float_convs=0).convs
-    assert everything == {"body.convs.0", "body.convs.1", "body.convs.2", "body.convs.3", "skip"}
+    assert rounding.weights == {"body.convs.1": 0, "body.convs.2": 0}
+    assert set(rounding.acts) == {"body.acts.0", "body.acts.1", "body.acts.2"}
+    assert rounding.acts["body.acts.0"]["input"] == "/body/convs.0/Conv_output_0"
+    assert rounding.acts["body.acts.2"]["output"] == "/body/acts.2/PRelu_output_0"
+    # a conv's input is the activation before it, its output the activation's input
+    assert rounding.conv_io["body.convs.1"] == ("/body/acts.0/PRelu_output_0", "/body/convs.1/Conv_output_0")
+    assert len(rounding.tensors()) == 9
+    everything = quantised_modules(plain, spec, float_convs=0).weights
+    assert set(everything) == {"body.convs.0", "body.convs.1", "body.convs.2", "body.convs.3", "skip"}
 
 
 def test_rounded_network_computes_what_onnxruntime_int8_computes(tmp_path: Path):
@@ -104,7 +115,7 @@ def test_rounded_network_computes_what_onnxruntime_int8_computes(tmp_path: Path)
         for mosaic in calibration:
             plain(torch.from_numpy(mosaic))
     hooks.freeze()
-    ranges = {rounding.tensors[name]: bounds for name, bounds in hooks.state().items()}
+    ranges = hooks.state()
     target = tmp_path / "tiny-int8.onnx"
     quantize_file(source, target, [[m[0]] for m in calibration], QuantizeOptions(float_convs=1, samples=8),
                   ranges)
@@ -146,7 +157,7 @@ def test_qat_run_resumes_and_its_weights_become_the_int8_variant(tmp_path, monke
               "--minutes", "2", "--lr", "1e-4"]
     assert qat_main([str(run / "last.pt"), *common, "--max-steps", "2"]) == 0
     assert torch.load(qat / "last.pt", weights_only=False)["step"] == 2
-    assert qat_main([str(run / "last.pt"), *common, "--max-steps", "3", "--resume"]) == 0
+    assert qat_main([str(run / "last.pt"), *common, "--max-steps", "3", "--resume", "--distill"]) == 0
     last = torch.load(qat / "last.pt", weights_only=False)
     points = 3 if last["config"]["slopes"] == "channel" else 2  # x, relu branch, sum / in, out
     assert last["step"] == 3 and len(last["ranges"]) == 3 * points  # three PReLUs
