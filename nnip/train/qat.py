@@ -52,6 +52,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
@@ -60,7 +61,8 @@ from torch.nn.utils import parametrize
 
 from nnip.train.export import export_model, split_prelu, to_onnx
 from nnip.train.loop import _as_inputs, _loader, _stop_requests, git_commit, save_atomic, validate
-from nnip.train.quantize import kept_in_float, name_nodes
+from nnip.core.models import Registry
+from nnip.train.quantize import QuantizeOptions, calibration_inputs, kept_in_float, name_nodes
 from nnip.train.tasks import Task, default_data_dirs, get_task, run_config
 
 __all__ = ["ActivationRange", "QatHooks", "QatOptions", "Rounding", "fake_quant_weight",
@@ -70,6 +72,7 @@ log = logging.getLogger(__name__)
 
 _UINT8 = (0, 255)
 _INT8_SYMMETRIC = 127  # onnxruntime's symmetric int8 weights use [-127, 127]
+_QUANTILE_LIMIT = 1 << 24
 
 
 def fake_quant_weight(weight: torch.Tensor, axis: int = 0) -> torch.Tensor:
@@ -112,6 +115,9 @@ class ActivationRange:
     def freeze(self) -> None:
         """Fix the range from the samples: onnxruntime's asymmetric Percentile rule."""
         values = torch.cat(self.samples)
+        if values.numel() > _QUANTILE_LIMIT:  # torch.quantile's input limit: a fixed subsample
+            generator = torch.Generator().manual_seed(0)
+            values = values[torch.randperm(values.numel(), generator=generator)[:_QUANTILE_LIMIT]]
         cut = (100.0 - self.percentile) / 200.0
         low = float(torch.quantile(values, cut)) if cut > 0 else float(values.min())
         high = float(torch.quantile(values, 1.0 - cut)) if cut > 0 else float(values.max())
@@ -309,7 +315,7 @@ class QatOptions:
     float_convs: int = 1
     float_nodes: str = ""
     percentile: float = 99.999
-    calibration_batches: int = 16
+    calibration_crop: int = 96  # side of the calibration crops (the quantiser's default)
     threads: int = 2
     workers: int = 1
     resume: bool = False
@@ -358,7 +364,7 @@ def finetune(options: QatOptions) -> Path:
             hooks.load_state(previous["ranges"])
             run = _Progress(int(previous["step"]), float(previous["best_psnr"]), float(previous["train_s"]))
         else:
-            run.best = _calibrate(plain, hooks, task, data, batches, options, float_psnr)
+            run.best = _calibrate(plain, hooks, task, data, options, float_psnr)
         log.info("QAT of %s (step %d): %d rounded convs, %d rounded activations (%d ranges); %s",
                  options.checkpoint, int(source["step"]), len(rounding.weights), len(rounding.acts), len(hooks.ranges),
                  data.description)
@@ -438,14 +444,19 @@ def _read(path: Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
 
 
-def _calibrate(plain: nn.Module, hooks: QatHooks, task: Task, data: Any, batches: Iterator,
-               options: QatOptions, float_psnr: float) -> float:
-    """Record the activation ranges on training batches and freeze them; log what rounding
-    costs before any fine-tuning (validation PSNR of the float and the rounded network)."""
+def _calibrate(plain: nn.Module, hooks: QatHooks, task: Task, data: Any, options: QatOptions,
+               float_psnr: float) -> float:
+    """Record the activation ranges on the quantiser's own calibration crops (training
+    photos, as :func:`nnip.train.quantize.quantize_model` cuts them: the ranges the int8
+    file would get anyway) and freeze them; log what rounding costs before any fine-tuning
+    (validation PSNR of the float and the rounded network)."""
+    defaults = QuantizeOptions()
+    spec = Registry(None).get(task.name)
+    inputs = calibration_inputs(spec, defaults.samples, options.calibration_crop, images=defaults.images,
+                                seed=defaults.seed, data_dirs=options.data_dirs or None)
     with torch.no_grad():
-        for _ in range(options.calibration_batches):
-            x, _target = next(batches)
-            plain(*_as_inputs(x, torch.device("cpu")))
+        for arrays in inputs:
+            plain(*(torch.from_numpy(np.ascontiguousarray(a))[None] for a in arrays))
     hooks.freeze()
     rounded = validate(plain, task, data.val, torch.device("cpu"))
     log.info("step 0: val %.3f dB float, %.3f dB rounded (%+.3f)", float_psnr, rounded, rounded - float_psnr)
@@ -522,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--float-nodes", default="", metavar="A|B",
                         help="nodes kept in float besides the ends (as nnip.train.quantize's)")
     parser.add_argument("--percentile", type=float, default=QatOptions.percentile)
+    parser.add_argument("--calibration-crop", type=int, default=QatOptions.calibration_crop, metavar="N")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -545,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         float_convs=args.float_convs, float_nodes=args.float_nodes, percentile=args.percentile, threads=args.threads,
         workers=args.workers, resume=args.resume, overrides=overrides, data_dirs=data_dirs,
         cache_dir=args.cache, max_steps=args.max_steps, init=args.init, distill=args.distill,
+        calibration_crop=args.calibration_crop,
         command="python -m nnip.train.qat " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
     )
     path = finetune(options)

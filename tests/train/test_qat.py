@@ -153,7 +153,7 @@ def test_qat_run_resumes_and_its_weights_become_the_int8_variant(tmp_path, monke
                        "--export", "demosaic"]) == 0
 
     qat = tmp_path / "qat"
-    common = ["--out", str(qat), "--data", str(photos), "--cache", cache, "--threads", "1",
+    common = ["--out", str(qat), "--data", str(photos), "--cache", cache, "--threads", "1", "--calibration-crop", "16",
               "--minutes", "2", "--lr", "1e-4"]
     assert qat_main([str(run / "last.pt"), *common, "--max-steps", "2"]) == 0
     assert torch.load(qat / "last.pt", weights_only=False)["step"] == 2
