@@ -163,6 +163,12 @@ def test_qat_run_resumes_and_its_weights_become_the_int8_variant(tmp_path, monke
     assert last["step"] == 3 and len(last["ranges"]) == 3 * points  # three PReLUs
     records = [json.loads(line) for line in (qat / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["step"] == 0 and {"val_psnr_db_float", "val_psnr_db"} <= set(records[0])
+    # --init: another fine-tune's weights and, the rounded tensors being the same, its ranges
+    follow = tmp_path / "qat-follow"
+    follow_args = [a if a != str(qat) else str(follow) for a in common]
+    assert qat_main([str(run / "last.pt"), *follow_args, "--max-steps", "1", "--init", str(qat / "best.pt")]) == 0
+    assert torch.load(follow / "last.pt", weights_only=False)["ranges"] == torch.load(
+        qat / "best.pt", weights_only=False)["ranges"]
     weights = qat / "float" / "demosaic.onnx"
     assert weights.exists()
 
