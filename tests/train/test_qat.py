@@ -181,3 +181,25 @@ def test_qat_run_resumes_and_its_weights_become_the_int8_variant(tmp_path, monke
     assert "nnip.train.qat" in quantisation["fine_tune"]["qat_command"]
     assert 0 <= quantisation["fine_tune"]["qat"]["steps"] <= 3
     assert quantisation["trained_ranges"] == 3 * points  # the fine-tune's ranges, by tensor name
+
+
+def test_equalisation_keeps_the_function_and_evens_the_channels():
+    from nnip.train.equalize import channel_ranges, equalize_stack
+
+    plain = _tiny_plain(seed=2)
+    convs = list(plain.body.convs)
+    with torch.no_grad():  # channels of very different sizes
+        convs[0].weight.mul_(torch.linspace(0.05, 3.0, convs[0].out_channels).view(-1, 1, 1, 1))
+        convs[0].bias.mul_(torch.linspace(0.05, 3.0, convs[0].out_channels))
+    inputs = [[m[0]] for m in _mosaics(4)]
+    probe = torch.from_numpy(inputs[0][0])[None]
+    with torch.no_grad():
+        before = plain(probe)
+    spread = channel_ranges(convs[:-1], plain, inputs)
+    scales = equalize_stack(convs, spread, strength=1.0)
+    with torch.no_grad():
+        np.testing.assert_allclose(plain(probe).numpy(), before.numpy(), atol=1e-5)
+    after = channel_ranges(convs[:-1], plain, inputs)
+    assert all(torch.all(s >= 1.0 - 1e-6) for s in scales)
+    assert float(spread[0].min() / spread[0].max()) < 0.2
+    np.testing.assert_allclose(after[0].numpy(), float(spread[0].max()), rtol=1e-3)
