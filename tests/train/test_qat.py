@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from nnip.core.models import Registry  # noqa: E402
-from nnip.train.cli import main as train_main  # noqa: E402
 from nnip.train.export import split_prelu, to_onnx  # noqa: E402
 from nnip.train.qat import (  # noqa: E402
     ActivationRange,
@@ -27,7 +26,7 @@ from nnip.train.quantize import QuantizeOptions, quantize_file, quantize_model  
 from nnip.train.raw_tasks import DemosaicNet, mosaic_packed  # noqa: E402
 from nnip.train.tasks import get_task  # noqa: E402
 
-from test_raw_tasks import _smooth_colour, _write_photos  # noqa: E402
+from test_raw_tasks import _smooth_colour, train_tiny_demosaic  # noqa: E402
 
 TINY = {"variant": "tiny", "channels": 8, "blocks": 2, "slopes": "channel"}
 
@@ -136,21 +135,8 @@ def test_rounded_network_computes_what_onnxruntime_int8_computes(tmp_path: Path)
 
 
 def test_qat_run_resumes_and_its_weights_become_the_int8_variant(tmp_path, monkeypatch):
-    models_dir = tmp_path / "models"
-    models_dir.mkdir()
-    (models_dir / "manifest.json").write_text('{"format_version": 1, "models": []}')
-    monkeypatch.setenv("NNIP_MODELS_DIR", str(models_dir))
-    photos = tmp_path / "photos"
-    _write_photos(photos)
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({
-        "base": "fast", "channels": 8, "blocks": 2, "patch": 32, "batch": 4, "val_crop": 48,
-        "holdout_every": 3, "warmup_steps": 2, "checkpoint_minutes": 100, "lr": 1e-4,
-    }))
-    run, cache = tmp_path / "run", str(tmp_path / "cache")
-    assert train_main(["demosaic", "--config", str(config), "--data", str(photos), "--out", str(run),
-                       "--cache", cache, "--threads", "1", "--minutes", "2", "--max-steps", "3",
-                       "--export", "demosaic"]) == 0
+    models_dir, photos, run = train_tiny_demosaic(tmp_path, monkeypatch, blocks=2, steps=3)
+    cache = str(tmp_path / "cache")
 
     qat = tmp_path / "qat"
     common = ["--out", str(qat), "--data", str(photos), "--cache", cache, "--threads", "1", "--calibration-crop", "16",

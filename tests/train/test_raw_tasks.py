@@ -165,7 +165,9 @@ def _write_photos(folder, count: int = 5) -> None:
         Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / f"p{index}.png")
 
 
-def test_train_export_and_run_through_the_develop_stage(tmp_path, monkeypatch):
+def train_tiny_demosaic(tmp_path, monkeypatch, blocks: int, steps: int):
+    """A tiny demosaic run on synthetic photos, exported as ``demosaic`` into a fresh
+    models directory (NNIP_MODELS_DIR); returns (models dir, photos, run dir)."""
     models_dir = tmp_path / "models"
     models_dir.mkdir()
     (models_dir / "manifest.json").write_text('{"format_version": 1, "models": []}')
@@ -174,13 +176,18 @@ def test_train_export_and_run_through_the_develop_stage(tmp_path, monkeypatch):
     _write_photos(photos)
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps({
-        "base": "fast", "channels": 8, "blocks": 1, "patch": 32, "batch": 4, "val_crop": 48,
+        "base": "fast", "channels": 8, "blocks": blocks, "patch": 32, "batch": 4, "val_crop": 48,
         "holdout_every": 3, "warmup_steps": 2, "checkpoint_minutes": 100, "lr": 1e-4,
     }))
     out = tmp_path / "run"
     assert main(["demosaic", "--config", str(config), "--data", str(photos), "--out", str(out),
                  "--cache", str(tmp_path / "cache"), "--threads", "1", "--minutes", "2",
-                 "--max-steps", "4", "--export", "demosaic"]) == 0
+                 "--max-steps", str(steps), "--export", "demosaic"]) == 0
+    return models_dir, photos, out
+
+
+def test_train_export_and_run_through_the_develop_stage(tmp_path, monkeypatch):
+    models_dir, _photos, out = train_tiny_demosaic(tmp_path, monkeypatch, blocks=1, steps=4)
     assert torch.load(out / "last.pt", weights_only=False)["step"] == 4
 
     registry = Registry(models_dir)
