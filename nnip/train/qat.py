@@ -209,9 +209,6 @@ class QatHooks:
     handles: list[Any] = field(default_factory=list)
     convs: list[nn.Module] = field(default_factory=list)
 
-    def frozen(self) -> bool:
-        return all(r.scale is not None for r in self.ranges.values())
-
     def freeze(self) -> None:
         for value in self.ranges.values():
             value.freeze()
