@@ -21,7 +21,9 @@ does, in order:
    output. Ranges are kept by the graph's tensor names. What the graph rounds outside
    modules (a U-Net's skip sums, a denoiser's input normalisation) is not rounded here;
 3. calibrate those ranges on training batches with onnxruntime's Percentile rule
-   (``(100 - p) / 2`` % cut at each side, the range widened to hold 0), then keep them fixed;
+   (``(100 - p) / 2`` % cut at each side, the range widened to hold 0), then keep them fixed,
+   or (``--range-lr``) train them with the weights (LSQ+: scale and zero point get the
+   rounding's gradient); the quantiser is then given the trained ranges by tensor name;
 4. fine-tune with the task's own data and loss, or (``--distill``) to the float source
    network's output, so that only the rounding is trained away and the float function
    cannot drift (cosine learning rate from ``--lr``), validating the *rounded* network on
@@ -104,6 +106,8 @@ class ActivationRange:
         self.samples: list[torch.Tensor] = []
         self.scale: float | None = None
         self.zero_point = 0
+        self.log_scale: nn.Parameter | None = None  # set by :meth:`learnable`
+        self.zero: nn.Parameter | None = None
 
     def observe(self, x: torch.Tensor) -> None:
         flat = x.detach().flatten()
@@ -128,15 +132,37 @@ class ActivationRange:
         low, high = min(low, 0.0), max(high, 0.0)  # the range holds 0, as onnxruntime's does
         self.scale = max((high - low) / (_UINT8[1] - _UINT8[0]), 1e-12)
         self.zero_point = int(round(_UINT8[0] - low / self.scale))
+        if self.log_scale is not None and self.zero is not None:
+            with torch.no_grad():
+                self.log_scale.fill_(math.log(self.scale))
+                self.zero.fill_(float(self.zero_point))
+
+    def learnable(self) -> list[nn.Parameter]:
+        """Make the fixed range trainable (LSQ+, Bhalgat et al. 2020): its scale, as a log so
+        that one learning rate suits tensors of any magnitude, and its zero point get the
+        gradient of the rounding's clipping and step size; returns the two parameters."""
+        assert self.scale is not None, "calibrate (freeze) or load the range first"
+        self.log_scale = nn.Parameter(torch.tensor([math.log(self.scale)]))
+        self.zero = nn.Parameter(torch.tensor([float(self.zero_point)]))
+        return [self.log_scale, self.zero]
 
     def bounds(self) -> tuple[float, float]:
+        """(low, high) in float units: what onnxruntime, given them as rmin / rmax, turns
+        back into this scale and (integer) zero point."""
         assert self.scale is not None
-        return (_UINT8[0] - self.zero_point) * self.scale, (_UINT8[1] - self.zero_point) * self.scale
+        scale, zero_point = self.scale, self.zero_point
+        if self.log_scale is not None and self.zero is not None:
+            scale = float(self.log_scale.detach().exp())
+            zero_point = int(min(max(round(float(self.zero.detach())), _UINT8[0]), _UINT8[1]))
+        return (_UINT8[0] - zero_point) * scale, (_UINT8[1] - zero_point) * scale
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale is None:
             self.observe(x)
             return x
+        if self.log_scale is not None and self.zero is not None:
+            return torch._fake_quantize_learnable_per_tensor_affine(
+                x, self.log_scale.exp(), self.zero, *_UINT8, 1.0)
         return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, *_UINT8)
 
 
@@ -219,6 +245,11 @@ class QatHooks:
     def load_state(self, state: Mapping[str, Sequence[float]]) -> None:
         for name, (low, high) in state.items():
             self.ranges[name].set_range(float(low), float(high))
+
+    def learnable(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """Every range made trainable: (log scales, zero points)."""
+        pairs = [r.learnable() for _, r in sorted(self.ranges.items())]
+        return [scale for scale, _ in pairs], [zero for _, zero in pairs]
 
     def remove(self) -> None:
         for handle in self.handles:
@@ -322,6 +353,7 @@ class QatOptions:
     checkpoint_minutes: float = 3.0
     init: Path | None = None  # start from another fine-tune's weights (its last.pt / best.pt)
     distill: bool = False  # match the float source network's output instead of the truth
+    range_lr: float = 0.0  # > 0: the activation ranges are trained too (LSQ+), at this rate
     command: str = ""
     max_steps: int | None = None  # for tests
 
@@ -354,11 +386,9 @@ def finetune(options: QatOptions) -> Path:
     data = task.build_data(config, options.data_dirs, options.cache_dir, 7919 + (previous or {}).get("step", 0))
     float_psnr = validate(plain, task, data.val, torch.device("cpu")) if previous is None else math.nan
     hooks = attach(plain, rounding, options.percentile)
-    optimizer = torch.optim.Adam(plain.parameters(), lr=options.lr)
     run = _Progress(step=0, best=-math.inf, train_s=0.0)
     with _batches(data, options.workers) as batches:
         if previous is not None:
-            optimizer.load_state_dict(previous["optimizer"])
             hooks.load_state(previous["ranges"])
             run = _Progress(int(previous["step"]), float(previous["best_psnr"]), float(previous["train_s"]))
         elif init is not None and set(init.get("ranges", {})) == set(hooks.ranges):
@@ -369,6 +399,7 @@ def finetune(options: QatOptions) -> Path:
             log.info("step 0: ranges of --init; val %.3f dB float, %.3f dB rounded", float_psnr, run.best)
         else:
             run.best = _calibrate(plain, hooks, task, data, options, float_psnr)
+        optimizer = _optimizer(plain, hooks, options, previous["optimizer"] if previous else None)
         log.info("QAT of %s (step %d): %d rounded convs, %d rounded activations (%d ranges); %s",
                  options.checkpoint, int(source["step"]), len(rounding.weights), len(rounding.acts), len(hooks.ranges),
                  data.description)
@@ -378,6 +409,25 @@ def finetune(options: QatOptions) -> Path:
         save()
     hooks.remove()
     return _export_best(options, task, config, source)
+
+
+def _optimizer(plain: nn.Module, hooks: QatHooks, options: QatOptions,
+               state: Mapping[str, Any] | None = None) -> torch.optim.Optimizer:
+    """Adam over the weights at ``lr`` and, with ``range_lr``, the ranges: log scales at
+    ``range_lr``, zero points (in uint8 steps) ten times faster, so that a zero point can
+    move by whole steps within a run of a thousand steps. ``state``: a saved optimizer's
+    moments (resuming); the learning rates stay this run's."""
+    groups = [{"params": list(plain.parameters()), "base_lr": options.lr}]
+    if options.range_lr > 0:
+        scales, zeros = hooks.learnable()
+        groups += [{"params": scales, "base_lr": options.range_lr},
+                   {"params": zeros, "base_lr": 10.0 * options.range_lr}]
+    optimizer = torch.optim.Adam([{**g, "lr": g["base_lr"]} for g in groups])
+    if state is not None:
+        optimizer.load_state_dict(state)
+        for group, settings in zip(optimizer.param_groups, groups):
+            group["base_lr"] = settings["base_lr"]
+    return optimizer
 
 
 def _objective(plain: nn.Module, teacher: nn.Module | None, loss_fn: Callable) -> Callable:
@@ -428,7 +478,7 @@ def _steps(plain: nn.Module, optimizer: torch.optim.Optimizer, objective: Callab
                 break
             progress = min(1.0, (run.train_s - first_s) / budget_s)
             for group in optimizer.param_groups:
-                group["lr"] = options.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+                group["lr"] = group["base_lr"] * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
             loss = objective(_as_inputs(x, torch.device("cpu")), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -438,7 +488,7 @@ def _steps(plain: nn.Module, optimizer: torch.optim.Optimizer, objective: Callab
             now = time.monotonic()
             run.train_s, tick = run.train_s + now - tick, now
             if run.step % 100 == 0:
-                log.info("step %d  loss %.5f  lr %.2e", run.step, loss.item(), optimizer.param_groups[0]["lr"])
+                log.info("step %d  loss %.3g  lr %.2e", run.step, loss.item(), optimizer.param_groups[0]["lr"])
             if now - last_save >= options.checkpoint_minutes * 60.0:
                 save()
                 last_save = tick = time.monotonic()
@@ -487,6 +537,7 @@ def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, t
                    "provenance": dict(source.get("provenance", {}))},
         "qat": {"float_convs": options.float_convs, "float_nodes": options.float_nodes,
                 "distill": options.distill, "percentile": options.percentile, "lr": options.lr,
+                "range_lr": options.range_lr,
                 "command": options.command, "commit": git_commit()},
     }
     save_atomic(record, options.out / "last.pt")
@@ -537,6 +588,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--float-nodes", default="", metavar="A|B",
                         help="nodes kept in float besides the ends (as nnip.train.quantize's)")
     parser.add_argument("--percentile", type=float, default=QatOptions.percentile)
+    parser.add_argument("--range-lr", type=float, default=QatOptions.range_lr, metavar="LR",
+                        help="train the activation ranges too (LSQ+): learning rate of their log "
+                        "scales (zero points: ten times it); 0 keeps them fixed")
     parser.add_argument("--calibration-crop", type=int, default=QatOptions.calibration_crop, metavar="N")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
@@ -562,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         float_convs=args.float_convs, float_nodes=args.float_nodes, percentile=args.percentile, threads=args.threads,
         workers=args.workers, resume=args.resume, overrides=overrides, data_dirs=data_dirs,
         cache_dir=args.cache, max_steps=args.max_steps, init=args.init, distill=args.distill,
-        calibration_crop=args.calibration_crop,
+        calibration_crop=args.calibration_crop, range_lr=args.range_lr,
         command="python -m nnip.train.qat " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
     )
     path = finetune(options)

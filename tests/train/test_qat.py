@@ -191,3 +191,40 @@ def test_equalisation_keeps_the_function_and_evens_the_channels():
     assert all(torch.all(s >= 1.0 - 1e-6) for s in scales)
     assert float(spread[0].min() / spread[0].max()) < 0.2
     np.testing.assert_allclose(after[0].numpy(), float(spread[0].max()), rtol=1e-3)
+
+
+def test_learnt_range_rounds_as_its_bounds_tell_onnxruntime():
+    """A trained range (LSQ+) gets gradients, and the bounds handed to the quantiser give
+    back exactly the rounding the fine-tune trained with."""
+    act = ActivationRange("a", percentile=100.0)
+    act(torch.linspace(-0.3, 2.0, 500))
+    act.freeze()
+    values = torch.linspace(-1.0, 3.0, 2001)
+    fixed = act(values)
+    scale, zero = act.learnable()
+    assert torch.equal(act(values), fixed)  # learnable, not yet moved: the same rounding
+    act(values).pow(2).sum().backward()  # clipped values pull on the range
+    assert float(scale.grad.abs()) > 0 and float(zero.grad.abs()) > 0
+    with torch.no_grad():
+        scale.add_(0.1)
+        zero.add_(3.4)  # zero points are whole uint8 steps once rounded
+    trained = act(values)
+    assert not torch.allclose(trained, fixed)
+    again = ActivationRange("a", percentile=100.0)
+    again.set_range(*act.bounds())
+    assert torch.allclose(again(values), trained, atol=1e-6)
+
+
+def test_qat_run_can_train_its_ranges_and_resume(tmp_path, monkeypatch):
+    models_dir, photos, run = train_tiny_demosaic(tmp_path, monkeypatch, blocks=2, steps=1)
+    qat = tmp_path / "qat"
+    common = [str(run / "last.pt"), "--out", str(qat), "--data", str(photos), "--cache", str(tmp_path / "cache"),
+              "--threads", "1", "--calibration-crop", "16", "--minutes", "2", "--distill", "--range-lr", "0.05"]
+    assert qat_main([*common, "--max-steps", "0"]) == 0
+    calibrated = torch.load(qat / "last.pt", weights_only=False)["ranges"]
+    assert qat_main([*common, "--max-steps", "3", "--resume"]) == 0
+    last = torch.load(qat / "last.pt", weights_only=False)
+    assert last["step"] == 3 and last["qat"]["range_lr"] == 0.05
+    assert set(last["ranges"]) == set(calibrated)
+    assert any(last["ranges"][t] != pytest.approx(calibrated[t], rel=1e-6) for t in calibrated)
+    assert len(last["optimizer"]["param_groups"]) == 3  # weights, log scales, zero points
