@@ -403,7 +403,9 @@ def finetune(options: QatOptions) -> Path:
         log.info("QAT of %s (step %d): %d rounded convs, %d rounded activations (%d ranges); %s",
                  options.checkpoint, int(source["step"]), len(rounding.weights), len(rounding.acts), len(hooks.ranges),
                  data.description)
-        save = lambda: _save(plain, hooks, optimizer, task, data, options, config, source, run)  # noqa: E731
+        lineage = None if init is None else {  # what the weights went through before this run
+            "checkpoint": str(options.init), "step": int(init["step"]), "qat": init.get("qat", {})}
+        save = lambda: _save(plain, hooks, optimizer, task, data, options, config, source, run, lineage)  # noqa: E731
         _steps(plain, optimizer, _objective(plain, teacher, task.loss(config)), float(config.get("clip", 1.0)), batches, options,
                deadline, run, save)
         save()
@@ -525,8 +527,10 @@ def _append_metrics(out: Path, record: Mapping[str, Any]) -> None:
 
 
 def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, task: Task, data: Any,
-          options: QatOptions, config: Mapping[str, Any], source: Mapping[str, Any], run: _Progress) -> None:
-    """Validate the rounded network, write last.pt (and best.pt when it improved)."""
+          options: QatOptions, config: Mapping[str, Any], source: Mapping[str, Any], run: _Progress,
+          lineage: Mapping[str, Any] | None = None) -> None:
+    """Validate the rounded network, write last.pt (and best.pt when it improved).
+    ``lineage``: the ``--init`` fine-tune the weights started from (kept in the record)."""
     psnr = validate(plain, task, data.val, torch.device("cpu"))
     step, best, train_s = run.step, run.best, run.train_s
     record = {
@@ -537,7 +541,7 @@ def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, t
                    "provenance": dict(source.get("provenance", {}))},
         "qat": {"float_convs": options.float_convs, "float_nodes": options.float_nodes,
                 "distill": options.distill, "percentile": options.percentile, "lr": options.lr,
-                "range_lr": options.range_lr,
+                "range_lr": options.range_lr, "init": dict(lineage) if lineage else None,
                 "command": options.command, "commit": git_commit()},
     }
     save_atomic(record, options.out / "last.pt")
@@ -604,7 +608,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="training knob of the task's config (e.g. batch=16)")
     parser.add_argument("--data", nargs="+", type=Path, help="training image folders")
     parser.add_argument("--cache", type=Path, default=Path("runs/cache/teachers"))
-    parser.add_argument("--max-steps", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help="stop after N steps (with --init and 0: only write the float ONNX of "
+                        "those weights, e.g. to quantise a kept run again)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     overrides = dict(_parse_set(item) for item in args.overrides)
