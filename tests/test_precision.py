@@ -139,3 +139,14 @@ def test_cli_precision_decides_the_file_that_runs(
     record = json.loads(done.stdout.strip().splitlines()[-1])
     files = record["files"] if "files" in record else [record]
     assert files[0]["models"] == [expected]
+
+
+def test_every_installed_variant_was_made_from_its_models_current_file() -> None:
+    """A retrained model must bring new variants: a variant whose recorded source is an
+    older file of its model would run stale weights under ``--precision auto``."""
+    registry = Registry(None)
+    variants = [spec for spec in registry if spec.variant_of]
+    assert variants, "the installed models ship int8 variants"
+    for spec in variants:
+        made = spec.provenance.get("quantization") or spec.provenance.get("fp16") or {}
+        assert made.get("source_sha256") == registry.get(spec.variant_of).sha256, spec.name
