@@ -354,6 +354,7 @@ class QatOptions:
     init: Path | None = None  # start from another fine-tune's weights (its last.pt / best.pt)
     distill: bool = False  # match the float source network's output instead of the truth
     range_lr: float = 0.0  # > 0: the activation ranges are trained too (LSQ+), at this rate
+    model: str | None = None  # the installed model this is for (default: the task's name)
     command: str = ""
     max_steps: int | None = None  # for tests
 
@@ -507,7 +508,7 @@ def _calibrate(plain: nn.Module, hooks: QatHooks, task: Task, data: Any, options
     file would get anyway) and freeze them; log what rounding costs before any fine-tuning
     (validation PSNR of the float and the rounded network)."""
     defaults = QuantizeOptions()
-    spec = Registry(None).get(task.name)
+    spec = Registry(None).get(options.model or task.name)
     inputs = calibration_inputs(spec, defaults.samples, options.calibration_crop, images=defaults.images,
                                 seed=defaults.seed, data_dirs=options.data_dirs or None)
     with torch.no_grad():
@@ -556,14 +557,14 @@ def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, t
 
 def _export_best(options: QatOptions, task: Task, config: Mapping[str, Any],
                  source: Mapping[str, Any]) -> Path:
-    """The best weights as a float ONNX model ``OUT/float/NAME.onnx`` (NAME: the task's
-    shipped model name, so the quantiser's variant matches it)."""
+    """The best weights as a float ONNX model ``OUT/float/NAME.onnx`` (NAME: ``--model``,
+    else the task's name)."""
     best = _read(options.out / "best.pt") or _read(options.out / "last.pt")
     assert best is not None
     model = task.build_model(config)
     plain = model.plain().float().eval()
     plain.load_state_dict(best["model"])
-    name = task.name  # the shipped model of a task carries the task's name
+    name = options.model or task.name  # the quantiser's variant then matches it by name
     provenance = {
         "data": best["source"]["provenance"].get("data", []),
         "command": best["source"]["provenance"].get("command", ""),
@@ -586,6 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path, help="a training checkpoint (last.pt / best.pt of a run)")
     parser.add_argument("--out", type=Path, required=True, help="run directory of the fine-tune")
     parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--model", metavar="NAME",
+                        help="the installed model the fine-tune is for, e.g. upscale-fast (its "
+                        "calibration crops; the float file's name); default: the task's name")
     parser.add_argument("--lr", type=float, default=QatOptions.lr)
     parser.add_argument("--float-convs", type=int, default=QatOptions.float_convs, metavar="N",
                         help="convolutions kept in float at each end (as nnip.train.quantize's)")
@@ -622,7 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         float_convs=args.float_convs, float_nodes=args.float_nodes, percentile=args.percentile, threads=args.threads,
         workers=args.workers, resume=args.resume, overrides=overrides, data_dirs=data_dirs,
         cache_dir=args.cache, max_steps=args.max_steps, init=args.init, distill=args.distill,
-        calibration_crop=args.calibration_crop, range_lr=args.range_lr,
+        calibration_crop=args.calibration_crop, range_lr=args.range_lr, model=args.model,
         command="python -m nnip.train.qat " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
     )
     path = finetune(options)

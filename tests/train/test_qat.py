@@ -228,3 +228,18 @@ def test_qat_run_can_train_its_ranges_and_resume(tmp_path, monkeypatch):
     assert set(last["ranges"]) == set(calibrated)
     assert any(last["ranges"][t] != pytest.approx(calibrated[t], rel=1e-6) for t in calibrated)
     assert len(last["optimizer"]["param_groups"]) == 3  # weights, log scales, zero points
+
+
+def test_qat_for_a_model_not_named_after_its_task(tmp_path, monkeypatch):
+    """``--model``: calibration crops and the float file follow the installed model's name
+    (an upscaler ships as upscale-fast, not as its task's name)."""
+    models_dir, photos, run = train_tiny_demosaic(tmp_path, monkeypatch, blocks=1, steps=1, name="demosaic-mine")
+    qat = tmp_path / "qat"
+    assert qat_main([str(run / "last.pt"), "--model", "demosaic-mine", "--out", str(qat), "--data", str(photos),
+                     "--cache", str(tmp_path / "cache"), "--threads", "1", "--calibration-crop", "16",
+                     "--minutes", "2", "--distill", "--max-steps", "1"]) == 0
+    weights = qat / "float" / "demosaic-mine.onnx"
+    spec = quantize_model("demosaic-mine", models_dir, None, QuantizeOptions(samples=8, check_samples=2, crop=16,
+                                                                            images=3),
+                          weights=weights, data_dirs=[photos])
+    assert (spec.name, spec.variant_of) == ("demosaic-mine-int8", "demosaic-mine")

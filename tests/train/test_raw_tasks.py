@@ -165,8 +165,8 @@ def _write_photos(folder, count: int = 5) -> None:
         Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / f"p{index}.png")
 
 
-def train_tiny_demosaic(tmp_path, monkeypatch, blocks: int, steps: int):
-    """A tiny demosaic run on synthetic photos, exported as ``demosaic`` into a fresh
+def train_tiny_demosaic(tmp_path, monkeypatch, blocks: int, steps: int, name: str = "demosaic"):
+    """A tiny demosaic run on synthetic photos, exported as ``name`` into a fresh
     models directory (NNIP_MODELS_DIR); returns (models dir, photos, run dir)."""
     models_dir = tmp_path / "models"
     models_dir.mkdir()
@@ -182,7 +182,7 @@ def train_tiny_demosaic(tmp_path, monkeypatch, blocks: int, steps: int):
     out = tmp_path / "run"
     assert main(["demosaic", "--config", str(config), "--data", str(photos), "--out", str(out),
                  "--cache", str(tmp_path / "cache"), "--threads", "1", "--minutes", "2",
-                 "--max-steps", str(steps), "--export", "demosaic"]) == 0
+                 "--max-steps", str(steps), "--export", name]) == 0
     return models_dir, photos, out
 
 
