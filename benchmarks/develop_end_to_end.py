@@ -88,14 +88,15 @@ def psnr_rgb(result: np.ndarray, truth: np.ndarray, border: int = BORDER) -> flo
     return float(10.0 * np.log10(1.0 / max(np.mean(diff * diff), 1e-20)))
 
 
-def simulate_set(folder: Path, work: Path) -> dict[str, np.ndarray]:
-    """One DNG per clean image in ``work``; returns {stem: ground truth (sRGB float32)}."""
+def simulate_set(folder: Path, work: Path, limit: int | None = None) -> dict[str, np.ndarray]:
+    """One DNG per clean image in ``work`` (the first ``limit``); returns {stem: ground
+    truth (sRGB float32)}."""
     from nnip.core.imageio import read_image  # noqa: PLC0415
     from nnip.simulate.pairs import simulate_dng  # noqa: PLC0415
     from nnip.simulate.sensor import PATTERNS  # noqa: PLC0415
 
     truths = {}
-    for index, path in enumerate(sorted(folder.glob("*.png"))):
+    for index, path in enumerate(sorted(folder.glob("*.png"))[:limit]):
         record = simulate_dng(
             read_image(path).pixels, work / f"{path.stem}.dng", iso=ISO, sensor=SENSOR,
             camera=CAMERA, optics=False, olpf_px=0.0, exposure_ev=0.0, seed=index,
@@ -196,7 +197,10 @@ class Run:
 
 
 def develop_set(prefix: list[str], method: str, dngs: list[Path], out: Path,
-                truths: dict[str, np.ndarray], models_dir: Path | None) -> Run:
+                truths: dict[str, np.ndarray], models_dir: Path | None,
+                precision: str | None = None) -> Run:
+    """``nnip develop`` of ``dngs`` (``precision``: its ``--precision``; None: the
+    environment's, fp32 in the benchmarks) and each result's PSNR against its truth."""
     from nnip.core.imageio import read_image  # noqa: PLC0415
 
     command = [*prefix, "develop", *map(str, dngs), "--colorspace", "srgb", "--bits", "16",
@@ -204,6 +208,8 @@ def develop_set(prefix: list[str], method: str, dngs: list[Path], out: Path,
                "--overwrite"]
     if models_dir is not None:
         command += ["--models-dir", str(models_dir)]
+    if precision is not None:
+        command += ["--precision", precision]
     print(f"developing {len(dngs)} DNGs with --demosaic {method} ...", file=sys.stderr, flush=True)
     measured = run_measured(command)
     if measured.returncode != 0:
@@ -214,6 +220,24 @@ def develop_set(prefix: list[str], method: str, dngs: list[Path], out: Path,
         if result.exists():
             scores[stem] = psnr_rgb(read_image(result).pixels, truth)
     return Run(method, scores, measured.seconds, measured.peak_rss_mb, measured.returncode)
+
+
+def nn_mean_psnr(models_dir: Path | None, precision: str, limit: int | None = None) -> float:
+    """Mean PSNR of ``--demosaic nn`` over the (first ``limit``) simulated Kodak24 DNGs, the
+    models of ``models_dir`` in ``precision``: how much of a variant's rounding survives
+    the whole develop (benchmarks/int8_variants.py)."""
+    folder = shared_path(*KODAK)
+    if folder is None:
+        raise FileNotFoundError("../shared/data/bench/Kodak24 is absent")
+    with tempfile.TemporaryDirectory(prefix="nnip_e2e_") as tmp:
+        work = Path(tmp)
+        (work / "dng").mkdir()
+        truths = simulate_set(folder, work / "dng", limit)
+        run = develop_set(nnip_command(), "nn", sorted((work / "dng").glob("*.dng")), work / "nn",
+                          truths, models_dir, precision)
+    if run.returncode != 0 or len(run.scores) != len(truths):
+        raise RuntimeError(f"nnip develop failed (rc {run.returncode}) on {len(truths) - len(run.scores)} DNGs")
+    return run.mean
 
 
 def _tables(runs: list[Run], stems: list[str]) -> tuple[str, str]:

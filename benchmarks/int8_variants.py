@@ -8,7 +8,9 @@ fine-tune of the model, ``nnip.train.qat``, with its trained ranges), then:
 - quality: the task's own benchmark harness on the fp32 model and on the variant, same
   images: ``sr_quality`` (Set5, Set14; the network alone and with the fidelity step, as
   ``nnups upscale`` runs it) or ``demosaic_quality`` (Kodak24, McMaster, through the develop
-  stage's ``nn_demosaic``);
+  stage's ``nn_demosaic``) and ``develop_end_to_end`` (Kodak24 as simulated DNGs through
+  the whole ``nnip develop``, whose camera colour matrix amplifies the network's errors,
+  rounding noise included: a demosaic variant that passes the first lost 3x as much here);
 - speed: one whole-image ``session.run`` on a ``--size`` square, best of ``--repeats``,
   fp32 and int8 alternately, ``--threads`` threads.
 
@@ -81,7 +83,8 @@ def _config_text(config: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
 
 
-def upscale_quality(engine: Any, spec: Any, bench: Path, limit: int | None) -> dict[str, float]:
+def upscale_quality(engine: Any, spec: Any, bench: Path, limit: int | None,
+                    _models_dir: Path) -> dict[str, float]:
     """Mean Y-PSNR per set, network alone and with the fidelity step (``sr_quality``)."""
     import sr_quality as sq  # noqa: PLC0415
 
@@ -92,15 +95,20 @@ def upscale_quality(engine: Any, spec: Any, bench: Path, limit: int | None) -> d
             **{f"{s} + fidelity": v for s, v in command.items()}}
 
 
-def demosaic_quality(engine: Any, spec: Any, bench: Path, limit: int | None) -> dict[str, float]:
-    """Mean RGB PSNR per set (``demosaic_quality``'s protocol)."""
+def demosaic_quality(engine: Any, spec: Any, bench: Path, limit: int | None,
+                     models_dir: Path) -> dict[str, float]:
+    """Mean RGB PSNR per set (``demosaic_quality``'s protocol), and of the whole develop
+    (``develop_end_to_end``, ``spec`` run from ``models_dir`` in its own precision)."""
     import demosaic_quality as dq  # noqa: PLC0415
+    from develop_end_to_end import nn_mean_psnr  # noqa: PLC0415
 
     sets = {s: dq.load_set(bench / s)[:limit] for s in dq.SETS}
-    return dq.evaluate(dq.ours_method(engine, spec), sets).psnr
+    scores = dq.evaluate(dq.ours_method(engine, spec), sets).psnr
+    scores["develop end to end"] = nn_mean_psnr(models_dir, spec.precision, limit)
+    return scores
 
 
-QUALITY: dict[str, Callable[[Any, Any, Path, int | None], dict[str, float]]] = {
+QUALITY: dict[str, Callable[[Any, Any, Path, int | None, Path], dict[str, float]]] = {
     "upscale": upscale_quality,
     "demosaic": demosaic_quality,
 }
@@ -150,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = registry.get(name)
             measure = QUALITY[spec.task]
             engine = Engine("cpu", threads=args.threads, registry=registry)
-            reference = measure(engine, spec, bench, args.limit)
+            reference = measure(engine, spec, bench, args.limit, registry.models_dir)
             described.append(describe_model(spec))
             rows.append([name, "fp32 (shipped)", "-", "-",
                          ", ".join(f"{k} {v:.2f}" for k, v in reference.items()), "-", "-", "-"])
@@ -162,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          use_trained_ranges=not config.get("recalibrate", False))
                 scratch = Registry(out)
                 engine = Engine("cpu", threads=args.threads, registry=scratch)
-                scores = measure(engine, variant, bench, args.limit)
+                scores = measure(engine, variant, bench, args.limit, out)
                 drops = {k: reference[k] - v for k, v in scores.items()}
                 fp32, int8 = alternating_seconds(engine, [scratch.get(name), variant],
                                                  args.size, args.repeats)
