@@ -355,6 +355,7 @@ class QatOptions:
     distill: bool = False  # match the float source network's output instead of the truth
     range_lr: float = 0.0  # > 0: the activation ranges are trained too (LSQ+), at this rate
     model: str | None = None  # the installed model this is for (default: the task's name)
+    distill_colour: bool = False  # distil in the develop's output colours (random cameras' matrices)
     command: str = ""
     max_steps: int | None = None  # for tests
 
@@ -407,7 +408,8 @@ def finetune(options: QatOptions) -> Path:
         lineage = None if init is None else {  # what the weights went through before this run
             "checkpoint": str(options.init), "step": int(init["step"]), "qat": init.get("qat", {})}
         save = lambda: _save(plain, hooks, optimizer, task, data, options, config, source, run, lineage)  # noqa: E731
-        _steps(plain, optimizer, _objective(plain, teacher, task.loss(config)), float(config.get("clip", 1.0)), batches, options,
+        colour = develop_matrices(64) if options.distill_colour else None
+        _steps(plain, optimizer, _objective(plain, teacher, task.loss(config), colour), float(config.get("clip", 1.0)), batches, options,
                deadline, run, save)
         save()
     hooks.remove()
@@ -433,10 +435,45 @@ def _optimizer(plain: nn.Module, hooks: QatHooks, options: QatOptions,
     return optimizer
 
 
-def _objective(plain: nn.Module, teacher: nn.Module | None, loss_fn: Callable) -> Callable:
+def develop_matrices(count: int, seed: int = 0) -> torch.Tensor:
+    """(count, 3, 3) float32: white-balanced camera RGB -> linear sRGB for random simulated
+    cameras (:func:`nnip.simulate.color.random_camera_matrix`), as the develop's camera-matrix
+    stage applies them to a demosaicker's output; rows sum to 1 (white stays white)."""
+    from nnip.simulate.color import LINEAR_SRGB_FROM_XYZ, camera_neutral, random_camera_matrix
+
+    rng = np.random.default_rng(seed)
+    matrices = []
+    for _ in range(count):
+        cam_from_xyz = random_camera_matrix(rng)
+        matrix = LINEAR_SRGB_FROM_XYZ @ np.linalg.inv(cam_from_xyz) @ np.diag(camera_neutral(cam_from_xyz))
+        matrices.append(matrix / matrix.sum(axis=1, keepdims=True))
+    return torch.from_numpy(np.stack(matrices)).float()
+
+
+def _srgb_decode(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0.0, 1.0)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).pow(2.4))
+
+
+def _srgb_encode(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0.0, 1.0)
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-8).pow(1.0 / 2.4) - 0.055)
+
+
+def in_output_colours(rgb: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """An sRGB-encoded, white-balanced camera RGB batch (B, 3, H, W) as the develop writes it:
+    decoded, through ``matrix`` (3, 3), clipped and encoded as sRGB."""
+    return _srgb_encode(torch.einsum("ij,bjhw->bihw", matrix, _srgb_decode(rgb)))
+
+
+def _objective(plain: nn.Module, teacher: nn.Module | None, loss_fn: Callable,
+               colour: torch.Tensor | None = None) -> Callable:
     """The loss of a batch: the task's against the truth, or - distilling - the squared
     error against the float source network's output (what the int8 variant is measured
-    against: only the rounding is trained away, the float function does not drift)."""
+    against: only the rounding is trained away, the float function does not drift).
+    ``colour`` (N, 3, 3): distil after one of these colour matrices per batch
+    (:func:`develop_matrices`), where the develop sees the error: a camera matrix amplifies
+    an error that differs between channels, not one shared by all three."""
 
     def objective(inputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         prediction = plain(*inputs)
@@ -444,6 +481,9 @@ def _objective(plain: nn.Module, teacher: nn.Module | None, loss_fn: Callable) -
             return loss_fn(prediction, target)
         with torch.no_grad():
             goal = teacher(*inputs)
+        if colour is not None:
+            matrix = colour[int(torch.randint(len(colour), ()))]
+            return F.mse_loss(in_output_colours(prediction, matrix), in_output_colours(goal, matrix))
         return F.mse_loss(prediction, goal)
 
     return objective
@@ -543,6 +583,7 @@ def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, t
         "qat": {"float_convs": options.float_convs, "float_nodes": options.float_nodes,
                 "distill": options.distill, "percentile": options.percentile, "lr": options.lr,
                 "range_lr": options.range_lr, "init": dict(lineage) if lineage else None,
+                "distill_colour": options.distill_colour,
                 "command": options.command, "commit": git_commit()},
     }
     save_atomic(record, options.out / "last.pt")
@@ -605,6 +646,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--distill", action="store_true",
                         help="train the rounded network to the float source network's output")
+    parser.add_argument("--distill-colour", action="store_true",
+                        help="with --distill, for a demosaicker: compare in the develop's output "
+                        "colours, after random simulated cameras' colour matrices")
     parser.add_argument("--init", type=Path, metavar="QAT_CHECKPOINT",
                         help="start from another fine-tune's weights (and its ranges, where the "
                         "rounded tensors are the same)")
@@ -627,6 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers, resume=args.resume, overrides=overrides, data_dirs=data_dirs,
         cache_dir=args.cache, max_steps=args.max_steps, init=args.init, distill=args.distill,
         calibration_crop=args.calibration_crop, range_lr=args.range_lr, model=args.model,
+        distill_colour=args.distill_colour,
         command="python -m nnip.train.qat " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
     )
     path = finetune(options)

@@ -17,6 +17,8 @@ from nnip.train.export import split_prelu, to_onnx  # noqa: E402
 from nnip.train.qat import (  # noqa: E402
     ActivationRange,
     attach,
+    develop_matrices,
+    in_output_colours,
     fake_quant_weight,
     main as qat_main,
     plain_state,
@@ -243,3 +245,21 @@ def test_qat_for_a_model_not_named_after_its_task(tmp_path, monkeypatch):
                                                                             images=3),
                           weights=weights, data_dirs=[photos])
     assert (spec.name, spec.variant_of) == ("demosaic-mine-int8", "demosaic-mine")
+
+
+def test_develop_colours_amplify_a_chromatic_error_not_a_grey_one():
+    """--distill-colour compares in the develop's output colours: the camera matrices keep
+    white white, leave an error shared by R, G and B alone and amplify one that differs."""
+    matrices = develop_matrices(16)
+    assert torch.allclose(matrices.sum(dim=2), torch.ones(16, 3), atol=1e-5)
+    torch.manual_seed(0)
+    image = 0.2 + 0.6 * torch.rand(1, 3, 16, 16)
+    assert torch.allclose(in_output_colours(image, torch.eye(3)), image, atol=1e-6)
+    grey_error = torch.full((1, 1, 16, 16), 0.01).expand(1, 3, 16, 16)
+    colour_error = torch.tensor([0.01, -0.01, 0.01]).view(1, 3, 1, 1).expand(1, 3, 16, 16)
+    grey = colour = 0.0
+    for matrix in matrices:
+        reference = in_output_colours(image, matrix)
+        grey += float((in_output_colours(image + grey_error, matrix) - reference).pow(2).mean())
+        colour += float((in_output_colours(image + colour_error, matrix) - reference).pow(2).mean())
+    assert colour > 2.0 * grey  # the same error energy in the camera's RGB
