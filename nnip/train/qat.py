@@ -26,7 +26,9 @@ does, in order:
    rounding's gradient); the quantiser is then given the trained ranges by tensor name;
 4. fine-tune with the task's own data and loss, or (``--distill``) to the float source
    network's output, so that only the rounding is trained away and the float function
-   cannot drift (cosine learning rate from ``--lr``), validating the *rounded* network on
+   cannot drift (``--distill-colour``: compared after random cameras' colour matrices, as
+   the develop renders a demosaicker's output, where they amplify chroma error; cosine
+   learning rate from ``--lr``), validating the *rounded* network on
    the task's held-out crops; ``last.pt`` / ``best.pt`` (the folded weights, small) every
    few minutes; ``--resume`` continues, ``--init`` starts from another fine-tune's weights;
 5. write the best weights, unrounded, as a float ONNX file ``OUT/float/NAME.onnx`` through
