@@ -26,10 +26,11 @@ does, in order:
    rounding's gradient); the quantiser is then given the trained ranges by tensor name;
 4. fine-tune with the task's own data and loss, or (``--distill``) to the float source
    network's output, so that only the rounding is trained away and the float function
-   cannot drift (``--distill-colour``: compared after random cameras' colour matrices, as
-   the develop renders a demosaicker's output, where they amplify chroma error; cosine
-   learning rate from ``--lr``), validating the *rounded* network on
-   the task's held-out crops; ``last.pt`` / ``best.pt`` (the folded weights, small) every
+   cannot drift (``--distill-colour``, a demosaicker's: the input taken into random
+   simulated cameras' colours and the error compared after their colour matrices, as the
+   develop runs it, where they amplify chroma error; cosine learning rate from ``--lr``),
+   validating the *rounded* network on the task's held-out crops (against the truth or,
+   with ``--distill-colour``, against the float network in the develop's colours); ``last.pt`` / ``best.pt`` (the folded weights, small) every
    few minutes; ``--resume`` continues, ``--init`` starts from another fine-tune's weights;
 5. write the best weights, unrounded, as a float ONNX file ``OUT/float/NAME.onnx`` through
    the exporter (same graph, names and parity check as the shipped model).
@@ -69,7 +70,8 @@ from nnip.core.models import Registry
 from nnip.train.quantize import QuantizeOptions, calibration_inputs, kept_in_float, name_nodes
 from nnip.train.tasks import Task, default_data_dirs, get_task, run_config
 
-__all__ = ["ActivationRange", "QatHooks", "QatOptions", "Rounding", "fake_quant_weight",
+__all__ = ["ActivationRange", "QatHooks", "QatOptions", "Rounding", "fake_quant_weight", "camera_mosaic",
+           "develop_fidelity", "develop_matrices", "in_output_colours",
            "quantised_modules", "attach", "plain_state", "finetune", "main"]
 
 log = logging.getLogger(__name__)
@@ -390,27 +392,33 @@ def finetune(options: QatOptions) -> Path:
     data = task.build_data(config, options.data_dirs, options.cache_dir, 7919 + (previous or {}).get("step", 0))
     float_psnr = validate(plain, task, data.val, torch.device("cpu")) if previous is None else math.nan
     hooks = attach(plain, rounding, options.percentile)
+    colour = develop_matrices(64) if options.distill_colour else None
+    if colour is not None and (teacher is None or task.name != "demosaic"):
+        raise ValueError("--distill-colour needs --distill and a demosaicker (task demosaic)")
+    score = _Score(plain, task, data.val, teacher, colour)
     run = _Progress(step=0, best=-math.inf, train_s=0.0)
     with _batches(data, options.workers) as batches:
         if previous is not None:
             hooks.load_state(previous["ranges"])
-            run = _Progress(int(previous["step"]), float(previous["best_psnr"]), float(previous["train_s"]))
+            same_metric = previous.get("val_metric", _Score.TRUTH) == score.metric
+            run = _Progress(int(previous["step"]), float(previous["best_psnr"]) if same_metric else -math.inf,
+                            float(previous["train_s"]))
         elif init is not None and set(init.get("ranges", {})) == set(hooks.ranges):
             # The weights were trained with these ranges: calibrating afresh measured worse
             # (validation 39.039 -> 39.000 dB rounded on the demosaicker).
             hooks.load_state(init["ranges"])
-            run.best = validate(plain, task, data.val, torch.device("cpu"))
-            log.info("step 0: ranges of --init; val %.3f dB float, %.3f dB rounded", float_psnr, run.best)
+            run.best = score()
+            log.info("step 0: ranges of --init; val %.3f dB float, %s %.3f dB rounded", float_psnr,
+                     score.metric, run.best)
         else:
-            run.best = _calibrate(plain, hooks, task, data, options, float_psnr)
+            run.best = _calibrate(plain, hooks, task, options, float_psnr, score)
         optimizer = _optimizer(plain, hooks, options, previous["optimizer"] if previous else None)
         log.info("QAT of %s (step %d): %d rounded convs, %d rounded activations (%d ranges); %s",
                  options.checkpoint, int(source["step"]), len(rounding.weights), len(rounding.acts), len(hooks.ranges),
                  data.description)
         lineage = None if init is None else {  # what the weights went through before this run
             "checkpoint": str(options.init), "step": int(init["step"]), "qat": init.get("qat", {})}
-        save = lambda: _save(plain, hooks, optimizer, task, data, options, config, source, run, lineage)  # noqa: E731
-        colour = develop_matrices(64) if options.distill_colour else None
+        save = lambda: _save(plain, hooks, optimizer, task, options, config, source, run, score, lineage)  # noqa: E731
         _steps(plain, optimizer, _objective(plain, teacher, task.loss(config), colour), float(config.get("clip", 1.0)), batches, options,
                deadline, run, save)
         save()
@@ -468,27 +476,83 @@ def in_output_colours(rgb: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return _srgb_encode(torch.einsum("ij,bjhw->bihw", matrix, _srgb_decode(rgb)))
 
 
+def camera_mosaic(rgb: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """The demosaicker's input as the develop feeds it for a scene it renders as ``rgb``
+    through ``matrix``: the sRGB-encoded batch (B, 3, H, W) taken back to the camera's
+    white-balanced RGB (``matrix`` inverted; a camera sees colours less saturated than
+    sRGB), clipped, encoded, mosaicked as RGGB and packed (B, 4, H/2, W/2): R, G1, G2, B,
+    as :func:`nnip.train.raw_tasks.mosaic_packed`."""
+    camera = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(matrix), _srgb_decode(rgb))
+    encoded = _srgb_encode(camera)
+    return torch.stack([encoded[:, 0, 0::2, 0::2], encoded[:, 1, 0::2, 1::2],
+                        encoded[:, 1, 1::2, 0::2], encoded[:, 2, 1::2, 1::2]], dim=1)
+
+
+def develop_fidelity(plain: nn.Module, teacher: nn.Module, val: Sequence, colour: torch.Tensor,
+                     per_item: int = 4) -> float:
+    """Mean PSNR (dB) of ``plain`` against the float ``teacher`` on the validation crops
+    as the develop renders a demosaicker's output (:func:`camera_mosaic` in,
+    :func:`in_output_colours` out), each crop under ``per_item`` of the ``colour``
+    matrices: what ``--distill-colour`` trains, measured the same way at every save."""
+    plain.eval()
+    scores = []
+    with torch.no_grad():
+        for index, (_, target) in enumerate(val):
+            rgb = torch.from_numpy(np.ascontiguousarray(target))[None]
+            for k in range(per_item):
+                matrix = colour[(index * per_item + k) % len(colour)]
+                mosaic = camera_mosaic(rgb, matrix)
+                error = F.mse_loss(in_output_colours(plain(mosaic), matrix),
+                                   in_output_colours(teacher(mosaic), matrix)).item()
+                scores.append(10.0 * math.log10(1.0 / max(error, 1e-20)))
+    plain.train()
+    return float(np.mean(scores)) if scores else float("nan")
+
+
 def _objective(plain: nn.Module, teacher: nn.Module | None, loss_fn: Callable,
                colour: torch.Tensor | None = None) -> Callable:
     """The loss of a batch: the task's against the truth, or - distilling - the squared
     error against the float source network's output (what the int8 variant is measured
     against: only the rounding is trained away, the float function does not drift).
-    ``colour`` (N, 3, 3): distil after one of these colour matrices per batch
-    (:func:`develop_matrices`), where the develop sees the error: a camera matrix amplifies
-    an error that differs between channels, not one shared by all three."""
+    ``colour`` (N, 3, 3), a demosaicker's: one of these colour matrices per batch
+    (:func:`develop_matrices`), the input taken into that camera's colours
+    (:func:`camera_mosaic`, from the batch's target) and the error after the matrix,
+    where the develop sees it: a camera matrix amplifies an error that differs between
+    channels, not one shared by all three."""
 
     def objective(inputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        prediction = plain(*inputs)
         if teacher is None:
-            return loss_fn(prediction, target)
+            return loss_fn(plain(*inputs), target)
+        matrix = colour[int(torch.randint(len(colour), ()))] if colour is not None else None
+        if matrix is not None:
+            inputs = [camera_mosaic(target, matrix)]
+        prediction = plain(*inputs)
         with torch.no_grad():
             goal = teacher(*inputs)
-        if colour is not None:
-            matrix = colour[int(torch.randint(len(colour), ()))]
+        if matrix is not None:
             return F.mse_loss(in_output_colours(prediction, matrix), in_output_colours(goal, matrix))
         return F.mse_loss(prediction, goal)
 
     return objective
+
+
+class _Score:
+    """What a save validates and ``best.pt`` keeps the best of: the rounded network's PSNR
+    against the truth on the task's held-out crops or, with ``--distill-colour``, against
+    the float network as the develop renders it (:func:`develop_fidelity`)."""
+
+    TRUTH, DEVELOP = "truth_psnr_db", "develop_fidelity_db"
+
+    def __init__(self, plain: nn.Module, task: Task, val: Sequence, teacher: nn.Module | None,
+                 colour: torch.Tensor | None) -> None:
+        self.plain, self.task, self.val, self.teacher, self.colour = plain, task, val, teacher, colour
+        self.metric = self.TRUTH if colour is None else self.DEVELOP
+
+    def __call__(self) -> float:
+        if self.colour is None:
+            return validate(self.plain, self.task, self.val, torch.device("cpu"))
+        assert self.teacher is not None
+        return develop_fidelity(self.plain, self.teacher, self.val, self.colour)
 
 
 @dataclass
@@ -543,8 +607,8 @@ def _read(path: Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
 
 
-def _calibrate(plain: nn.Module, hooks: QatHooks, task: Task, data: Any, options: QatOptions,
-               float_psnr: float) -> float:
+def _calibrate(plain: nn.Module, hooks: QatHooks, task: Task, options: QatOptions,
+               float_psnr: float, score: _Score) -> float:
     """Record the activation ranges on the quantiser's own calibration crops (training
     photos, as :func:`nnip.train.quantize.quantize_model` cuts them: the ranges the int8
     file would get anyway) and freeze them; log what rounding costs before any fine-tuning
@@ -557,10 +621,10 @@ def _calibrate(plain: nn.Module, hooks: QatHooks, task: Task, data: Any, options
         for arrays in inputs:
             plain(*(torch.from_numpy(np.ascontiguousarray(a))[None] for a in arrays))
     hooks.freeze()
-    rounded = validate(plain, task, data.val, torch.device("cpu"))
-    log.info("step 0: val %.3f dB float, %.3f dB rounded (%+.3f)", float_psnr, rounded, rounded - float_psnr)
+    rounded = score()
+    log.info("step 0: val %.3f dB float; %s %.3f dB rounded", float_psnr, score.metric, rounded)
     _append_metrics(options.out, {"step": 0, "val_psnr_db_float": round(float_psnr, 4),
-                                  "val_psnr_db": round(rounded, 4)})
+                                  "val_psnr_db": round(rounded, 4), "val_metric": score.metric})
     return rounded
 
 
@@ -569,17 +633,17 @@ def _append_metrics(out: Path, record: Mapping[str, Any]) -> None:
         handle.write(json.dumps({**record, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
 
 
-def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, task: Task, data: Any,
+def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, task: Task,
           options: QatOptions, config: Mapping[str, Any], source: Mapping[str, Any], run: _Progress,
-          lineage: Mapping[str, Any] | None = None) -> None:
+          score: _Score, lineage: Mapping[str, Any] | None = None) -> None:
     """Validate the rounded network, write last.pt (and best.pt when it improved).
     ``lineage``: the ``--init`` fine-tune the weights started from (kept in the record)."""
-    psnr = validate(plain, task, data.val, torch.device("cpu"))
+    psnr = score()
     step, best, train_s = run.step, run.best, run.train_s
     record = {
         "task": task.name, "config": dict(config), "model": plain_state(plain), "ranges": hooks.state(),
         "optimizer": optimizer.state_dict(), "step": step, "train_s": train_s,
-        "best_psnr": max(best, psnr),
+        "best_psnr": max(best, psnr), "val_metric": score.metric,
         "source": {"checkpoint": str(options.checkpoint), "step": int(source["step"]),
                    "provenance": dict(source.get("provenance", {}))},
         "qat": {"float_convs": options.float_convs, "float_nodes": options.float_nodes,
@@ -592,8 +656,9 @@ def _save(plain: nn.Module, hooks: QatHooks, optimizer: torch.optim.Optimizer, t
     if psnr > best:
         save_atomic({k: v for k, v in record.items() if k != "optimizer"}, options.out / "best.pt")
     _append_metrics(options.out, {"step": step, "train_min": round(train_s / 60.0, 2),
-                                  "val_psnr_db": round(psnr, 4), "best_psnr_db": round(max(best, psnr), 4)})
-    log.info("step %d: val %.3f dB rounded (best %.3f)%s", step, psnr, max(best, psnr),
+                                  "val_psnr_db": round(psnr, 4), "best_psnr_db": round(max(best, psnr), 4),
+                                  "val_metric": score.metric})
+    log.info("step %d: val %s %.3f dB rounded (best %.3f)%s", step, score.metric, psnr, max(best, psnr),
              " -> best.pt" if psnr > best else "")
     run.best = max(best, psnr)
 
@@ -649,8 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--distill", action="store_true",
                         help="train the rounded network to the float source network's output")
     parser.add_argument("--distill-colour", action="store_true",
-                        help="with --distill, for a demosaicker: compare in the develop's output "
-                        "colours, after random simulated cameras' colour matrices")
+                        help="with --distill, for a demosaicker: as the develop runs it, input in "
+                        "random simulated cameras' colours, error after their colour matrices; "
+                        "best.pt then keeps the best such fidelity to the float network")
     parser.add_argument("--init", type=Path, metavar="QAT_CHECKPOINT",
                         help="start from another fine-tune's weights (and its ranges, where the "
                         "rounded tensors are the same)")

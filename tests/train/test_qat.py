@@ -17,6 +17,8 @@ from nnip.train.export import split_prelu, to_onnx  # noqa: E402
 from nnip.train.qat import (  # noqa: E402
     ActivationRange,
     attach,
+    camera_mosaic,
+    develop_fidelity,
     develop_matrices,
     in_output_colours,
     fake_quant_weight,
@@ -263,3 +265,46 @@ def test_develop_colours_amplify_a_chromatic_error_not_a_grey_one():
         grey += float((in_output_colours(image + grey_error, matrix) - reference).pow(2).mean())
         colour += float((in_output_colours(image + colour_error, matrix) - reference).pow(2).mean())
     assert colour > 2.0 * grey  # the same error energy in the camera's RGB
+
+
+def test_camera_mosaic_is_the_mosaic_of_the_scene_in_the_camera_colours():
+    """--distill-colour feeds what the develop feeds: the crop taken back through the
+    inverse of the camera's matrix, then mosaicked and packed exactly as training does."""
+    from nnip.simulate.color import linear_to_srgb, srgb_to_linear
+
+    rgb = _smooth_colour(np.random.default_rng(3), 16)
+    batch = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+    assert torch.allclose(camera_mosaic(batch, torch.eye(3))[0], torch.from_numpy(mosaic_packed(rgb)), atol=1e-5)
+    matrix = develop_matrices(4)[1]
+    camera = srgb_to_linear(rgb.astype(np.float64)) @ np.linalg.inv(matrix.double().numpy()).T
+    expected = mosaic_packed(linear_to_srgb(np.clip(camera, 0.0, 1.0)).astype(np.float32))
+    assert torch.allclose(camera_mosaic(batch, matrix)[0], torch.from_numpy(expected), atol=1e-4)
+    # A typical camera sees less saturated colours than sRGB: its planes lie closer together.
+    srgb, camera = camera_mosaic(batch, torch.eye(3))[0], camera_mosaic(batch, develop_matrices(4)[0])[0]
+    assert float((camera[0] - camera[3]).abs().mean()) < 0.8 * float((srgb[0] - srgb[3]).abs().mean())
+
+
+def test_develop_fidelity_scores_a_network_against_the_float_one():
+    plain, teacher = _tiny_plain(0), _tiny_plain(0)
+    val = [((None,), _smooth_colour(np.random.default_rng(s), 16).transpose(2, 0, 1)) for s in range(2)]
+    matrices = develop_matrices(4)
+    assert develop_fidelity(plain, teacher, val, matrices) > 150.0  # the same network
+    with torch.no_grad():
+        next(plain.parameters()).add_(0.01)
+    assert 20.0 < develop_fidelity(plain, teacher, val, matrices) < 150.0
+
+
+def test_distill_colour_run_keeps_its_own_best_and_needs_distill(tmp_path, monkeypatch, capsys):
+    models_dir, photos, run = train_tiny_demosaic(tmp_path, monkeypatch, blocks=1, steps=1)
+    qat = tmp_path / "qat"
+    common = [str(run / "last.pt"), "--out", str(qat), "--data", str(photos), "--cache", str(tmp_path / "cache"),
+              "--threads", "1", "--calibration-crop", "16", "--minutes", "2", "--distill-colour"]
+    with pytest.raises(ValueError, match="--distill-colour needs --distill"):
+        qat_main([*common, "--max-steps", "0"])
+    assert qat_main([*common, "--distill", "--max-steps", "2"]) == 0
+    last = torch.load(qat / "last.pt", weights_only=False)
+    assert last["val_metric"] == "develop_fidelity_db" and last["qat"]["distill_colour"]
+    lines = [json.loads(line) for line in (qat / "metrics.jsonl").read_text().splitlines()]
+    assert {line["val_metric"] for line in lines} == {"develop_fidelity_db"}
+    # Rounded against float, not against the truth: far above a demosaicker's PSNR to the truth.
+    assert last["best_psnr"] > lines[0]["val_psnr_db_float"]
