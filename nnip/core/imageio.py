@@ -55,6 +55,7 @@ import numpy as np
 from nnip import __version__
 from nnip.core import metadata
 from nnip.core.jpeg_strips import StripJpeg, strip_rows
+from nnip.core.parallel import for_each_strip
 from nnip.core.errors import (
     ImageReadError,
     InputError,
@@ -1314,12 +1315,15 @@ def _quantise(values: np.ndarray, out: np.ndarray, top: float) -> None:
     """
     rows = max(1, _QUANTISE_CHUNK // max(values[0].size, 1))
     bound = np.float32(top)
-    for y in range(0, values.shape[0], rows):
-        chunk = np.multiply(values[y : y + rows], bound, dtype=np.float32)
+
+    def work(strip: slice) -> None:  # strips shared out over the cores
+        chunk = np.multiply(values[strip], bound, dtype=np.float32)
         np.fmax(chunk, np.float32(0.0), out=chunk)
         np.fmin(chunk, bound, out=chunk)
         np.rint(chunk, out=chunk)
-        out[y : y + rows] = chunk
+        out[strip] = chunk
+
+    for_each_strip(values.shape[0], work, strip_rows=rows)
 
 
 def _output_meta(meta: ImageMeta, width: int, height: int, software: str) -> ImageMeta:

@@ -31,6 +31,7 @@ from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from nnip.core.background import Background
 from nnip.core.errors import ModelIntegrityError
 
 __all__ = [
@@ -337,13 +338,25 @@ def run_tiled(
     tiles = plan_tiles(height, width, tile, margin, align)
     out = np.empty((out_channels, height * scale, width * scale), dtype=np.float32)
     done = 0
-    for group in _groups(tiles, max(1, batch)):
-        ctx_h, ctx_w = group[0].context.shape
+
+    def gathered(group: list[Tile]) -> list[np.ndarray]:
         # One tile (the CPU default) needs no stacking copy: gather's array seen as a batch.
-        stacked = [gather(a, group[0].context)[None] if len(group) == 1
-                   else np.stack([gather(a, t.context) for t in group]) for a in arrays]
+        return [gather(a, group[0].context)[None] if len(group) == 1
+                else np.stack([gather(a, t.context) for t in group]) for a in arrays]
+
+    groups = list(_groups(tiles, max(1, batch)))
+    # The next group's inputs are gathered (copied, or made by a TileSource) on a helper
+    # thread while the model runs on this one: the network does not wait for them.
+    upcoming = Background(gathered, groups[0], name="nnip-gather") if groups else None
+    for index, group in enumerate(groups):
+        assert upcoming is not None
+        stacked = upcoming.result()
+        upcoming = (Background(gathered, groups[index + 1], name="nnip-gather")
+                    if index + 1 < len(groups) else None)
+        ctx_h, ctx_w = group[0].context.shape
         expected = (len(group), out_channels, ctx_h * scale, ctx_w * scale)
         result = _run_checked(run_batch_fn, stacked, expected)
+        del stacked
         for t, tile_out in zip(group, result):
             rows, cols = t.core.relative_to(t.context).scaled(scale).slices()
             out_rows, out_cols = t.core.scaled(scale).slices()

@@ -19,9 +19,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
+
+from nnip.core.parallel import PARALLEL_MIN_ELEMENTS, for_each_strip
 
 __all__ = [
     "ColourSpace",
@@ -158,7 +160,7 @@ def bradford(source_white: np.ndarray, target_white: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- transfer
 
 
-def encode_transfer(linear: np.ndarray, transfer: str) -> np.ndarray:
+def encode_transfer(linear: np.ndarray, transfer: str, *, workers: int | None = None) -> np.ndarray:
     """Linear light -> encoded values with ``transfer`` (one of :data:`TRANSFERS`).
 
     Parameters
@@ -166,6 +168,9 @@ def encode_transfer(linear: np.ndarray, transfer: str) -> np.ndarray:
     linear : ndarray, float
         Any shape; 1 is the reference white. Not clipped: values below 0 are encoded with
         the curve mirrored through 0, values above 1 with the curve extended.
+    workers : int, optional
+        Threads for a large array (:func:`nnip.core.parallel.for_each_strip`; default:
+        the cores); 1 when the caller already works in parallel strips.
 
     Returns
     -------
@@ -173,8 +178,12 @@ def encode_transfer(linear: np.ndarray, transfer: str) -> np.ndarray:
         Same shape, encoded: a new array, the input is left alone. The curve is worked in
         place on that one array (a 24-megapixel RGB image costs one more copy, not six).
     """
-    v = np.asarray(linear, dtype=np.float32)
-    a = np.abs(v, out=np.empty_like(v))  # out= keeps a 0-d input an array
+    _check_transfer(transfer)
+    return _odd_curve(linear, lambda a: _encode_magnitude(a, transfer), workers)
+
+
+def _encode_magnitude(a: np.ndarray, transfer: str) -> None:
+    """:func:`encode_transfer` of values >= 0, in place."""
     if transfer == "srgb":
         low = a <= 0.0031308
         toe = a[low] * np.float32(12.92)
@@ -189,16 +198,17 @@ def encode_transfer(linear: np.ndarray, transfer: str) -> np.ndarray:
         toe = a[low] * np.float32(16.0)
         np.power(a, 1 / 1.8, out=a)
         a[low] = toe
-    elif transfer != "linear":
-        raise ValueError(f"unknown transfer function {transfer!r} (known: {', '.join(TRANSFERS)})")
-    return _with_sign_of(a, v)
 
 
-def decode_transfer(encoded: np.ndarray, transfer: str) -> np.ndarray:
+def decode_transfer(encoded: np.ndarray, transfer: str, *, workers: int | None = None) -> np.ndarray:
     """Inverse of :func:`encode_transfer`: encoded values -> linear light (float32, a new
-    array, worked in place as there)."""
-    e = np.asarray(encoded, dtype=np.float32)
-    a = np.abs(e, out=np.empty_like(e))
+    array, worked in place and in strips as there)."""
+    _check_transfer(transfer)
+    return _odd_curve(encoded, lambda a: _decode_magnitude(a, transfer), workers)
+
+
+def _decode_magnitude(a: np.ndarray, transfer: str) -> None:
+    """:func:`decode_transfer` of values >= 0, in place."""
     if transfer == "srgb":
         low = a <= 0.04045
         toe = a[low] / np.float32(12.92)
@@ -213,9 +223,41 @@ def decode_transfer(encoded: np.ndarray, transfer: str) -> np.ndarray:
         toe = a[low] / np.float32(16.0)
         np.power(a, 1.8, out=a)
         a[low] = toe
-    elif transfer != "linear":
+
+
+def _check_transfer(transfer: str) -> None:
+    if transfer not in TRANSFERS:
         raise ValueError(f"unknown transfer function {transfer!r} (known: {', '.join(TRANSFERS)})")
-    return _with_sign_of(a, e)
+
+
+def _odd_curve(values: np.ndarray, curve: Callable[[np.ndarray], None], workers: int | None) -> np.ndarray:
+    """``curve`` (in place, on magnitudes) applied with the sign of each value: a new
+    float32 array; a large one in row strips on ``workers`` threads (bit-identical)."""
+    v = np.asarray(values, dtype=np.float32)
+    out = np.empty(v.shape, dtype=np.float32)
+    # Strips along the first long axis: planes (3, H, W) are cut along H, images along H.
+    axis = next((i for i, n in enumerate(v.shape) if n >= 64), None)
+    if axis is None or v.size < PARALLEL_MIN_ELEMENTS:
+        workers, axis = 1, 0
+
+    def work(rows: slice) -> None:
+        index = (slice(None),) * axis + (rows,)
+        a, signs = (out, v) if out.ndim == 0 else (out[index], v[index])
+        np.abs(signs, out=a)
+        curve(a)
+        np.copysign(a, signs, out=a)
+
+    if out.ndim == 0:
+        work(slice(None))
+        return out[()]  # a numpy scalar for 0-d input, as numpy's own ufuncs give
+    for_each_strip(v.shape[axis], work, strip_rows=_strip_rows(v.shape, axis), workers=workers)
+    return out
+
+
+def _strip_rows(shape: tuple[int, ...], axis: int) -> int:
+    """Rows per strip: about a million values, at least one row."""
+    per_row = max(1, int(np.prod(shape)) // max(1, shape[axis]))
+    return max(1, PARALLEL_MIN_ELEMENTS // per_row)
 
 
 def channel_max(pixels: np.ndarray) -> np.ndarray:
@@ -229,13 +271,6 @@ def channel_max(pixels: np.ndarray) -> np.ndarray:
     for c in range(1, pixels.shape[-1]):
         np.maximum(largest, pixels[..., c], out=largest)
     return largest
-
-
-def _with_sign_of(magnitude: np.ndarray, signs: np.ndarray) -> np.ndarray:
-    """``magnitude`` (in place) with the signs of ``signs``; a numpy scalar for 0-d input,
-    as numpy's own ufuncs give."""
-    np.copysign(magnitude, signs, out=magnitude)
-    return magnitude if magnitude.ndim else magnitude[()]
 
 
 # --------------------------------------------------------------------------- camera

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from nnip.core.errors import ModelError, RawDecodeError
+from nnip.core.parallel import for_each_strip
 from nnip.develop.colour import decode_transfer, encode_transfer
 
 if TYPE_CHECKING:
@@ -260,8 +261,13 @@ def nn_demosaic(
     if out_spec.transfer != "linear":
         rgb = decode_transfer(rgb, out_spec.transfer)
     del output
-    rgb /= wb[:, None, None]
-    return np.ascontiguousarray(np.moveaxis(rgb, 0, -1))
+    camera = np.empty((height, width, 3), dtype=np.float32)
+
+    def unbalance(rows: slice) -> None:  # planes -> interleaved, balance divided out
+        np.divide(np.moveaxis(rgb[:, rows], 0, -1), wb, out=camera[rows])
+
+    for_each_strip(height, unbalance, strip_rows=64)
+    return camera
 
 
 def _network_input(

@@ -48,6 +48,7 @@ import numpy as np
 
 from nnip.core.errors import ModelError
 from nnip.core.models import find_model
+from nnip.core.parallel import for_each_strip
 from nnip.develop.demosaic import pack_rggb, to_rggb_phase
 from nnip.develop.noise import NoiseParams, noise_params
 
@@ -140,7 +141,14 @@ def box_mean(planes: np.ndarray, radius: int = SIGMA_RADIUS) -> np.ndarray:
     if radius <= 0:
         return data.copy()
     size = 2 * radius + 1
-    return ndimage.uniform_filter(data, size=(1, size, size), mode="mirror")
+    out = np.empty(data.shape, dtype=np.float32)
+
+    def work(planes: slice) -> None:  # plane by plane, over the cores
+        for c in range(planes.start, planes.stop):
+            ndimage.uniform_filter(data[c], size=size, mode="mirror", output=out[c])
+
+    for_each_strip(data.shape[0], work, strip_rows=1)
+    return out
 
 
 def local_signal(packed: np.ndarray, radius: int = SIGMA_RADIUS) -> np.ndarray:
@@ -278,9 +286,14 @@ def denoise_packed(
     del inputs, sigma
     if strength < 1.0:
         weight *= np.float32(strength)
-    denoised -= packed
-    denoised *= weight
-    denoised += packed
+
+    def blend(rows: slice) -> None:  # packed + weight (denoised - packed), in place
+        part = denoised[:, rows]
+        part -= packed[:, rows]
+        part *= weight[:, rows]
+        part += packed[:, rows]
+
+    for_each_strip(denoised.shape[1], blend, strip_rows=64)
     return np.ascontiguousarray(denoised, dtype=np.float32)
 
 

@@ -66,6 +66,7 @@ import numpy as np
 
 from nnip.core.errors import ModelError
 from nnip.core.models import find_model
+from nnip.core.parallel import for_each_strip
 from nnip.develop.colour import channel_max, decode_transfer, encode_transfer
 from nnip.develop.optics import OpticsMap, optics_for_frame
 
@@ -572,11 +573,14 @@ def deblur(
     image_at, optics_at = check_lens_model(spec)
     height = image.shape[0]
     encoded = np.empty((3,) + image.shape[:2], dtype=np.float32)
-    # Encoding and decoding go strip by strip: on 24 MP each full-size temporary is 290 MB.
-    for top in range(0, height, _STRIP_ROWS):
-        rows = slice(top, top + _STRIP_ROWS)
-        encoded[:, rows] = np.moveaxis(
-            encode_transfer(image[rows], spec.inputs[image_at].transfer), -1, 0)
+    # Encoding and decoding go strip by strip (on 24 MP each full-size temporary is 290 MB),
+    # the strips shared out over the cores (nnip.core.parallel).
+    in_transfer, out_transfer = spec.inputs[image_at].transfer, spec.outputs[0].transfer
+
+    def encode(rows: slice) -> None:
+        encoded[:, rows] = np.moveaxis(encode_transfer(image[rows], in_transfer, workers=1), -1, 0)
+
+    for_each_strip(height, encode, strip_rows=_STRIP_ROWS)
     inputs: list[Any] = [None, None]
     # The optics map goes in as a TileSource: made per tile, never whole (384 MB on 24 MP).
     inputs[image_at], inputs[optics_at] = encoded, optics
@@ -586,11 +590,11 @@ def deblur(
     corrected = np.empty_like(image)
     guard_px = clip_guard_px(optics.airy_radius_px)
     row_clipped = clipped_rows(image)
-    for top in range(0, height, _STRIP_ROWS):
-        rows = slice(top, min(height, top + _STRIP_ROWS))
+
+    def decode(rows: slice) -> None:
         # Decoded on the planes as the engine returns them (contiguous rows: several times
         # faster than on an interleaved view), then seen as (h, W, 3).
-        block = np.moveaxis(decode_transfer(output[:, rows], spec.outputs[0].transfer), 0, -1)
+        block = np.moveaxis(decode_transfer(output[:, rows], out_transfer, workers=1), 0, -1)
         before = image[rows]
         guard = clip_guard_weight(image, rows, guard_px, row_clipped)
         if guard is not None:
@@ -599,6 +603,8 @@ def deblur(
             clipped = before >= CLIP_LEVEL
             block[clipped] = before[clipped]
         corrected[rows] = block
+
+    for_each_strip(height, decode, strip_rows=_STRIP_ROWS)
     return corrected
 
 

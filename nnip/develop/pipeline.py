@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from nnip.core.errors import ModelError, ModelNotFoundError, UnsupportedFormatError
+from nnip.core.parallel import for_each_strip
 from nnip.develop import colour
 from nnip.develop.demosaic import (
     DEMOSAIC_METHODS,
@@ -76,6 +77,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+#: Rows per strip of the colour stages' whole-image passes (split over the cores).
+_STRIP_ROWS = 64
 
 #: The order of the stages: the single statement of it.
 STAGE_ORDER = (
@@ -414,8 +417,15 @@ class WhiteBalanceStage:
     def apply(self, frame: DevelopFrame) -> DevelopFrame:
         _expect(frame, self.name, "camera")
         multipliers, frame = self._multipliers(frame)
-        balanced = frame.pixels * multipliers.astype(np.float32)
-        mask = colour.channel_max(balanced) > 1.0
+        pixels, gains = frame.pixels, multipliers.astype(np.float32)
+        balanced = np.empty(pixels.shape, dtype=np.float32)
+        mask = np.empty(pixels.shape[:-1], dtype=bool)
+
+        def work(rows: slice) -> None:
+            np.multiply(pixels[rows], gains, out=balanced[rows])
+            np.greater(colour.channel_max(balanced[rows]), 1.0, out=mask[rows])
+
+        for_each_strip(pixels.shape[0], work, strip_rows=_STRIP_ROWS)
         return frame.replace(pixels=balanced, space="camera-wb", multipliers=multipliers,
                              highlight_mask=mask)
 
@@ -564,7 +574,15 @@ class Transfer:
 
 
 def _apply_matrix(pixels: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(pixels @ np.asarray(matrix, dtype=np.float32).T)
+    """``pixels`` (H, W, 3) through the 3 x 3 ``matrix``: a new array, in row strips."""
+    transposed = np.asarray(matrix, dtype=np.float32).T
+    out = np.empty(pixels.shape, dtype=np.float32)
+
+    def work(rows: slice) -> None:
+        np.matmul(pixels[rows], transposed, out=out[rows])
+
+    for_each_strip(pixels.shape[0], work, strip_rows=_STRIP_ROWS)
+    return out
 
 
 # --------------------------------------------------------------------------- pipeline

@@ -54,6 +54,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from nnip.core.parallel import for_each_strip
+
 if TYPE_CHECKING:
     from nnip.develop.pipeline import DevelopFrame
     from nnip.raw.frame import RawFrame
@@ -334,18 +336,23 @@ def half_rgb(mosaic: np.ndarray, pattern: str) -> np.ndarray:
     sites = _sites(pattern)
     rows, cols = mosaic.shape[0] // 2 * 2, mosaic.shape[1] // 2 * 2
     cut = np.asarray(mosaic[:rows, :cols], dtype=np.float32)
-    planes: list[np.ndarray] = []
-    for colour in "RGB":
-        if colour == "G":
-            (y1, x1), (y2, x2) = sites["G"]
-            planes.append(0.5 * (cut[y1::2, x1::2] + cut[y2::2, x2::2]))
-            continue
-        (y, x), = sites[colour]
-        # The sample of cell (i, j) sits at 2i + y; the centre at 2i + 0.5: half-res
-        # offset (y - 0.5) / 2, i.e. the centre value is the plane at i + (0.5 - y) / 2.
-        planes.append(ndimage.shift(cut[y::2, x::2], ((y - 0.5) / 2, (x - 0.5) / 2),
-                                    order=1, mode="nearest"))
-    return np.stack(planes, axis=-1)
+    half = np.empty((rows // 2, cols // 2, 3), dtype=np.float32)
+
+    def plane(colours: slice) -> None:  # one colour per strip: the three over the cores
+        for channel in range(colours.start, colours.stop):
+            colour = "RGB"[channel]
+            if colour == "G":
+                (y1, x1), (y2, x2) = sites["G"]
+                half[..., channel] = 0.5 * (cut[y1::2, x1::2] + cut[y2::2, x2::2])
+                continue
+            (y, x), = sites[colour]
+            # The sample of cell (i, j) sits at 2i + y; the centre at 2i + 0.5: half-res
+            # offset (y - 0.5) / 2, i.e. the centre value is the plane at i + (0.5 - y) / 2.
+            half[..., channel] = ndimage.shift(cut[y::2, x::2], ((y - 0.5) / 2, (x - 0.5) / 2),
+                                               order=1, mode="nearest")
+
+    for_each_strip(3, plane, strip_rows=1)
+    return half
 
 
 def estimate_mosaic_tca(mosaic: np.ndarray, pattern: str) -> TcaFit:
@@ -400,10 +407,11 @@ def correct_mosaic(mosaic: np.ndarray, pattern: str, warp: RadialWarp) -> np.nda
         if gain is None:
             continue
         (y, x), = sites[colour]
-        plane = image[y::2, x::2]
+        plane, target = image[y::2, x::2], out[y::2, x::2]
         xs = (np.arange(plane.shape[1]) * 2.0 + x - cx)[None, :]
-        for top in range(0, plane.shape[0], _STRIP_ROWS):
-            ys = (np.arange(top, min(plane.shape[0], top + _STRIP_ROWS)) * 2.0 + y - cy)[:, None]
+
+        def resample(rows: slice) -> None:  # called within this iteration only
+            ys = (np.arange(rows.start, rows.stop) * 2.0 + y - cy)[:, None]
             g = gain(np.hypot(ys, xs))
             src_y = (cy + ys * g - y) / 2.0  # in plane rows
             src_x = (cx + xs * g - x) / 2.0
@@ -412,8 +420,11 @@ def correct_mosaic(mosaic: np.ndarray, pattern: str, warp: RadialWarp) -> np.nda
             coeffs = ndimage.spline_filter(plane[low:high], order=3, output=np.float32,
                                            mode="mirror")
             coords = np.stack([src_y - low, src_x]).astype(np.float32)
-            out[y::2, x::2][top:top + g.shape[0]] = ndimage.map_coordinates(
-                coeffs, coords, order=3, mode="mirror", prefilter=False)
+            target[rows] = ndimage.map_coordinates(coeffs, coords, order=3, mode="mirror",
+                                                   prefilter=False)
+
+        # Strips read ``image`` and write their own rows of ``out``: shared over the cores.
+        for_each_strip(plane.shape[0], resample, strip_rows=_STRIP_ROWS)
     return out
 
 
