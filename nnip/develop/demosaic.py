@@ -274,13 +274,19 @@ def _network_input(
     mosaic: np.ndarray, pattern: str, wb: np.ndarray, in_spec
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """White-balanced, clipped, encoded, RGGB-phased and packed mosaic; and the crop."""
-    balanced = np.array(mosaic, dtype=np.float32)  # our own copy, worked in place
-    for index, letter in enumerate(pattern):
-        dy, dx = divmod(index, 2)
-        balanced[dy::2, dx::2] *= wb[_CHANNEL_OF_LETTER[letter]]
-    np.clip(balanced, in_spec.range[0], in_spec.range[1], out=balanced)
-    if in_spec.transfer != "linear":
-        balanced = encode_transfer(balanced, in_spec.transfer)
+    balanced = np.empty(mosaic.shape, dtype=np.float32)  # our own copy, worked in place
+
+    def prepare(rows: slice) -> None:  # strips of an even number of rows keep the phase
+        part = balanced[rows]
+        part[...] = mosaic[rows]
+        for index, letter in enumerate(pattern):
+            dy, dx = divmod(index, 2)
+            part[dy::2, dx::2] *= wb[_CHANNEL_OF_LETTER[letter]]
+        np.clip(part, in_spec.range[0], in_spec.range[1], out=part)
+        if in_spec.transfer != "linear":
+            part[...] = encode_transfer(part, in_spec.transfer, workers=1)
+
+    for_each_strip(mosaic.shape[0], prepare, strip_rows=64)
     padded, crop = to_rggb_phase(balanced, pattern)
     del balanced
     return pack_rggb(padded), crop
