@@ -27,11 +27,17 @@ PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 def cpu_workers() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    """Cores this process may run on (its CPU affinity where the OS tells it), at most
+    ``OMP_NUM_THREADS`` when that is set: the usual cap for numeric libraries, which Dask's
+    workers (``--cluster``) set to 1 so that several workers share the cores."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    cap = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        cores = min(cores, int(cap))
+    return max(1, cores)
 
 
 def row_strips(rows: int, strip_rows: int) -> list[slice]:

@@ -55,8 +55,15 @@ def test_an_error_in_any_strip_is_raised_once_the_other_threads_are_done(failing
     assert sorted(finished) == ([1, 3] if failing_strip == 0 else [0, 2])
 
 
-def test_cpu_workers_is_at_least_one():
-    assert cpu_workers() >= 1
+def test_cpu_workers_is_at_least_one_and_honours_omp_num_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = cpu_workers()
+    assert cores >= 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_workers() == 1
+    for ignored in ("0", "", "many"):
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert cpu_workers() == cores
 
 
 @pytest.mark.parametrize("shape", [(700, 1600, 3), (3, 700, 1600), (2_000_000,)])
