@@ -30,8 +30,9 @@ does, in order:
    simulated cameras' colours and the error compared after their colour matrices, as the
    develop runs it, where they amplify chroma error; cosine learning rate from ``--lr``),
    validating the *rounded* network on the task's held-out crops (against the truth or,
-   with ``--distill-colour``, against the float network in the develop's colours); ``last.pt`` / ``best.pt`` (the folded weights, small) every
-   few minutes; ``--resume`` continues, ``--init`` starts from another fine-tune's weights;
+   with ``--distill-colour``, against the float network in the develop's colours);
+   ``last.pt`` / ``best.pt`` (the folded weights, small) every few minutes; ``--resume``
+   continues, ``--init`` starts from another fine-tune's weights;
 5. write the best weights, unrounded, as a float ONNX file ``OUT/float/NAME.onnx`` through
    the exporter (same graph, names and parity check as the shipped model).
 
@@ -70,8 +71,8 @@ from nnip.core.models import Registry
 from nnip.train.quantize import QuantizeOptions, calibration_inputs, kept_in_float, name_nodes
 from nnip.train.tasks import Task, default_data_dirs, get_task, run_config
 
-__all__ = ["ActivationRange", "QatHooks", "QatOptions", "Rounding", "fake_quant_weight", "camera_mosaic",
-           "develop_fidelity", "develop_matrices", "in_output_colours",
+__all__ = ["ActivationRange", "QatHooks", "QatOptions", "Rounding", "fake_quant_weight",
+           "camera_mosaic", "develop_fidelity", "develop_matrices", "in_output_colours",
            "quantised_modules", "attach", "plain_state", "finetune", "main"]
 
 log = logging.getLogger(__name__)
@@ -419,8 +420,8 @@ def finetune(options: QatOptions) -> Path:
         lineage = None if init is None else {  # what the weights went through before this run
             "checkpoint": str(options.init), "step": int(init["step"]), "qat": init.get("qat", {})}
         save = lambda: _save(plain, hooks, optimizer, task, options, config, source, run, score, lineage)  # noqa: E731
-        _steps(plain, optimizer, _objective(plain, teacher, task.loss(config), colour), float(config.get("clip", 1.0)), batches, options,
-               deadline, run, save)
+        objective = _objective(plain, teacher, task.loss(config), colour)
+        _steps(plain, optimizer, objective, float(config.get("clip", 1.0)), batches, options, deadline, run, save)
         save()
     hooks.remove()
     return _export_best(options, task, config, source)
