@@ -301,6 +301,9 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
     torch.set_num_threads(options.threads)
     torch.manual_seed(int(config.get("seed", 0)))
     device = torch.device(options.device)
+    if device.type == "cuda":
+        # Patches have one fixed shape: let cuDNN pick its fastest kernels once.
+        torch.backends.cudnn.benchmark = True
 
     checkpoint = _read_last(options)
     if checkpoint is not None and dict(checkpoint["config"]) != dict(config):
