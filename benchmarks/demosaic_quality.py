@@ -365,11 +365,16 @@ def _verdicts(ours: dict[str, Scores], baselines: dict[str, Scores],
 
 
 def _costs(specs: Sequence[object]) -> list[str]:
-    """Cost per mosaic megapixel: the manifest counts per packed input pixel (4 mosaic pixels)."""
+    """Cost per mosaic megapixel: the manifest counts per packed input pixel (4 mosaic pixels).
+
+    The budget was 130 while the widths were 48 and 56; it is 160 since width 64 (v8):
+    onnxruntime's convolutions work in blocks of 16 channels on AVX-512, so width 64 costs
+    what 56 does there (benchmarks/channel_widths.py); AVX2 CPUs (blocks of 8) pay ~1.3x.
+    """
     lines = []
     for spec in specs:
         packed = float(spec.gflop_per_mp)  # type: ignore[attr-defined]
-        lines.append(f"- {spec.name}: {packed / 4:.1f} GFLOP per mosaic megapixel (budget 130; "  # type: ignore[attr-defined]
+        lines.append(f"- {spec.name}: {packed / 4:.1f} GFLOP per mosaic megapixel (budget 160; "  # type: ignore[attr-defined]
                      f"the manifest's {packed:.0f} is per packed input MP)")
     return lines
 

@@ -146,14 +146,15 @@ def test_psnr_rgb_leaves_the_border_out_and_clips():
     assert psnr_rgb(prediction, target, border=2) == pytest.approx(20.0)
 
 
-@pytest.mark.parametrize("variant", ["fast", "quality"])
+@pytest.mark.parametrize("variant", ["fast", "quality", "wide"])
 def test_configs_fit_the_cost_budget(variant):
     task = get_task("demosaic")
     config = load_config(task, variant)
     spec = task.export_spec(config)
     raw = to_onnx(task.build_model(config).plain(), spec)
-    # The graph runs on the packed grid: 4 mosaic pixels per input pixel.
-    assert 40.0 <= onnx_gflop_per_mp(raw) / 4 <= 130.0
+    # The graph runs on the packed grid: 4 mosaic pixels per input pixel. The budget is 160
+    # (width 64: raw_tasks.DEMOSAIC_CONFIGS notes why).
+    assert 40.0 <= onnx_gflop_per_mp(raw) / 4 <= 160.0
 
 
 def _write_photos(folder, count: int = 5) -> None:
