@@ -367,9 +367,8 @@ def _verdicts(ours: dict[str, Scores], baselines: dict[str, Scores],
 def _costs(specs: Sequence[object]) -> list[str]:
     """Cost per mosaic megapixel: the manifest counts per packed input pixel (4 mosaic pixels).
 
-    The budget was 130 while the widths were 48 and 56; it is 160 since width 64 (v8):
-    onnxruntime's convolutions work in blocks of 16 channels on AVX-512, so width 64 costs
-    what 56 does there (benchmarks/channel_widths.py); AVX2 CPUs (blocks of 8) pay ~1.3x.
+    The budget printed is ``nnip.train.raw_tasks.DEMOSAIC_GFLOP_BUDGET`` (not imported: this
+    script needs no training code).
     """
     lines = []
     for spec in specs:

@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-KEEP = ("task", "config", "step", "provenance", "model")
+# "metrics" (a few numbers) keeps the validation figure an export writes to the manifest.
+KEEP = ("task", "config", "step", "provenance", "model", "metrics")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
 
 __all__ = [
     "DEMOSAIC_CONFIGS",
+    "DEMOSAIC_GFLOP_BUDGET",
     "PATTERN_KINDS",
     "malvar_packed_kernel",
     "DemosaicNet",
@@ -72,9 +73,14 @@ __all__ = [
 #: lacks; ``lights`` exceeds 1 and belongs to the raw pipeline's highlight handling).
 PATTERN_KINDS = ("stripes", "zoneplate", "diagonal", "fabric", "color_edges", "text")
 
+#: Cost budget of a demosaic network, GFLOP per mosaic megapixel. 130 until width 64 (v8):
+#: on AVX-512 onnxruntime computes convolutions in blocks of 16 channels, so width 64 runs as
+#: fast as 56 there (benchmarks/channel_widths.py); AVX2 CPUs (blocks of 8) pay ~1.3x.
+DEMOSAIC_GFLOP_BUDGET = 160.0
+
 DEMOSAIC_CONFIGS: dict[str, dict[str, Any]] = {
     # Packed grid: head 4->48, 8 ECB 48->48, tail 48->12, + 3x3 skip 4->12:
-    # ~173k MACs per packed pixel = ~87 GFLOP per output (mosaic) megapixel (budget <= 160; 130 before v8).
+    # ~173k MACs per packed pixel = ~87 GFLOP per output (mosaic) megapixel.
     "fast": {
         "channels": 48,
         "blocks": 8,
@@ -104,10 +110,8 @@ DEMOSAIC_CONFIGS: dict[str, dict[str, Any]] = {
 }
 # ~117 GFLOP per mosaic megapixel: width 56, same depth, for a longer run (near the budget).
 DEMOSAIC_CONFIGS["quality"] = {**DEMOSAIC_CONFIGS["fast"], "channels": 56, "lr": 5e-4}
-# ~152 GFLOP per mosaic megapixel: width 64 (demosaic v8). On AVX-512 onnxruntime computes
-# convolutions in blocks of 16 channels, so it runs as fast as width 56 there
-# (benchmarks/channel_widths.py); the budget is 160 since. v8 was grown from a "quality"
-# run (``--init ... --set channels=64``), so its checkpoint still names that variant.
+# ~152 GFLOP per mosaic megapixel: width 64 (demosaic v8; see DEMOSAIC_GFLOP_BUDGET). v8 was
+# grown from a "quality" run (``--init ... --set channels=64``): its checkpoint names that.
 DEMOSAIC_CONFIGS["wide"] = {**DEMOSAIC_CONFIGS["quality"], "channels": 64, "batch": 16, "lr": 2.5e-4}
 
 # --------------------------------------------------------------------------- network
