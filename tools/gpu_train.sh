@@ -13,10 +13,12 @@
 #   bash tools/gpu_train.sh status
 #       The latest log lines of every run.
 #   bash tools/gpu_train.sh collect OUT
-#       Waits until every run has ended, then writes one OUT/NAME.tar per run.
+#       Waits until every run has ended, then copies each run's files to OUT/NAME/.
 #   bash tools/gpu_train.sh watch OUT
-#       The same, but also writes each run's tar every 2 minutes while it trains (a call
-#       cut short by the device budget still brings back its last checkpoints).
+#       The same, but also copies them every 2 minutes while it trains (a call cut short by
+#       the device budget still brings back its last checkpoints).
+# Files, not tars: the device tool brings back no file over 16 MiB, and a run's last.pt and
+# best.pt together exceed it (2026-11-27: two 18 MB tars left behind).
 #
 # Each run gets: --device cuda, 5 data workers, batch 32, a validation and checkpoint every
 # 1.5 minutes; ARGS come after these, so a --set or --workers in ARGS wins. Three runs at once kept one
@@ -62,9 +64,15 @@ collect() {
         name=$(basename "$log" .out)
         mkdir -p "$GPU/runs/$name"
         cat "$log" >> "$GPU/runs/$name/log.txt"  # after the history a resumed run brought
-        tar -C "$GPU/runs" -cf "$out/$name.tar" "$name"
+        copy_run "$name" "$out"
     done
-    ls -la "$out"
+    ls -la "$out"/*
+}
+
+copy_run() {  # NAME OUT: the run's files to OUT/NAME/, swapped in whole
+    local name=$1 out=$2
+    rm -rf "$out/tmp-$name" && cp -r "$GPU/runs/$name" "$out/tmp-$name"
+    rm -rf "$out/$name" && mv "$out/tmp-$name" "$out/$name"
 }
 
 snapshot() {
@@ -72,7 +80,7 @@ snapshot() {
     for run in "$GPU"/runs/*/; do
         name=$(basename "$run")
         cp "$GPU/runs/$name.out" "$run/gpu.out" 2>/dev/null || true
-        tar -C "$GPU/runs" -cf "$out/tmp-$name.tar" "$name" && mv "$out/tmp-$name.tar" "$out/$name.tar"
+        copy_run "$name" "$out"
     done
 }
 
@@ -85,7 +93,7 @@ watch() {
     done
     snapshot "$out"
     status
-    ls -la "$out"
+    ls -la "$out"/*
 }
 
 command=${1:-}

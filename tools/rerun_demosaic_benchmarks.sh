@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Rerun every benchmark whose figures depend on the installed demosaic model, each writing
+# its section of benchmarks/RESULTS.md (what shipping a new demosaic version takes; ~15
+# minutes on the 2-core machine: stop any training first, the speed figures need idle cores).
+# Logs go to ${LOGS:-/tmp}/bench_NAME.log. Run from anywhere.
+cd "$(dirname "$0")/.." || exit 1
+logs=${LOGS:-/tmp}
+for cmd in \
+    "benchmarks/demosaic_quality.py --threads 2" \
+    "benchmarks/demosaic_falsecolor.py --threads 2" \
+    "benchmarks/develop_speed.py" \
+    "benchmarks/develop_end_to_end.py" \
+    "benchmarks/develop_combined.py --images 2" \
+    "benchmarks/lens_quality.py --images 2" \
+    "benchmarks/develop_real_files.py" \
+    "benchmarks/models_report.py"; do
+    name=$(basename "${cmd%% *}" .py)
+    echo "=== $(date -u +%H:%M:%S) python $cmd --results benchmarks/RESULTS.md"
+    # shellcheck disable=SC2086  # cmd is a word list on purpose
+    python $cmd --results benchmarks/RESULTS.md > "$logs/bench_$name.log" 2>&1
+    echo "rc=$? (log: $logs/bench_$name.log)"
+done
+echo "=== done $(date -u +%H:%M:%S)"
