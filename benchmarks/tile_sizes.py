@@ -83,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = [measure(name, height, width, t, args.repeats) for t in TILES]
         fastest = min(r["seconds"] for r in results)
         for t, r in zip(TILES, results):
-            label = f"{t} (default)" if t == DEFAULT_TILE["cpu"] else str(t)
+            marks = [m for m, hit in (("default", t == DEFAULT_TILE["cpu"]),
+                                      ("model's own", t == spec.tiles.get("cpu"))) if hit]
+            label = f"{t} ({', '.join(marks)})" if marks else str(t)
             overlap = (r["tile"] / (r["tile"] - 2 * spec.margin)) ** 2 - 1
             rows.append([name, f"{width}x{height}", spec.margin, label, f"{overlap:.0%}",
                          f"{r['seconds']:.2f}", f"{gflop / r['seconds']:.0f}",
@@ -94,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdicts.append(
             f"- {name}: fastest tile {best_tile}, {default['seconds'] / best['seconds']:.2f}x the "
             f"default's speed for {best['peak_mib'] - best['inputs_mib']:.0f} MiB against "
-            f"{default['peak_mib'] - default['inputs_mib']:.0f}")
+            f"{default['peak_mib'] - default['inputs_mib']:.0f}"
+            + (f"; the model's own CPU tile (manifest `tiles`, what runs by default): "
+               f"{spec.tiles['cpu']}" if "cpu" in spec.tiles else ""))
     body = (
         "Engine.run on random inputs of each stage's size, CPUExecutionProvider, 2 threads, "
         f"best of {args.repeats} after a warm-up, each (model, tile) in a fresh process. "

@@ -69,7 +69,8 @@ INT8_DOT_FLAGS: frozenset[str] = frozenset({"avx512_vnni", "avx_vnni", "amx_int8
 #: cost per pixel hardly depends on the tile size (measured 128 to 1448 px: within 10 %), so
 #: what tiling costs is the overlap: 768 keeps it at ~4-8 % for a margin of 10 and one
 #: 32-channel activation at ~75 MB (benchmarks/engine_overhead.py: >= 85 % of whole-image
-#: throughput on 2048 x 2048). Accelerators: fewer, larger tiles.
+#: throughput on 2048 x 2048). Accelerators: fewer, larger tiles. A model whose margin makes
+#: this overlap costly states its own tile in the manifest (``ModelSpec.tiles``: lens, 1536).
 DEFAULT_TILE: Mapping[str, int] = MappingProxyType({"cpu": 768, "accelerator": 1024})
 
 
@@ -269,8 +270,17 @@ class Engine:
 
     @property
     def default_tile(self) -> int:
-        """Context tile edge used when :meth:`run` gets ``tile=None``."""
-        return DEFAULT_TILE["cpu" if self._device == "cpu" else "accelerator"]
+        """Context tile edge used when :meth:`run` gets ``tile=None`` for a model that
+        states none of its own (:meth:`tile_for`)."""
+        return DEFAULT_TILE[self._tile_kind()]
+
+    def tile_for(self, spec: ModelSpec) -> int:
+        """Context tile edge for ``spec`` here: the model's own for this kind of device
+        (manifest ``tiles``), else :attr:`default_tile`."""
+        return int(spec.tiles.get(self._tile_kind(), self.default_tile))
+
+    def _tile_kind(self) -> str:
+        return "cpu" if self._device == "cpu" else "accelerator"
 
     def _options(self) -> onnxruntime.SessionOptions:
         ort = _ort()
@@ -421,7 +431,8 @@ class Engine:
             transfer function as the spec's inputs state.
         tile : int, optional
             Largest context tile edge in input pixels (overlap included), at least
-            ``2 * margin + 1``; None: :attr:`default_tile`.
+            ``2 * margin + 1``; None: :meth:`tile_for` (the model's own, else
+            :attr:`default_tile`).
         batch : int
             Same-shaped tiles per session call.
         progress : callable, optional
@@ -444,7 +455,7 @@ class Engine:
             ``tile`` is too small to leave a core with this model's margin.
         """
         arrays = self._check_inputs(spec, inputs)
-        tile = self.default_tile if tile is None else tile
+        tile = self.tile_for(spec) if tile is None else tile
         smallest = min_tile(spec.margin, spec.align)
         if tile < smallest:
             raise ModelError(

@@ -111,7 +111,10 @@ class ModelSpec:
     response at export: an output pixel depends on input pixels at most ``margin`` away.
     It sets the tile overlap. ``align``: tile origins and sizes are multiples of it (2 on a
     mosaic, or the total stride of a network that downsamples inside). ``scale``: output
-    pixels per input pixel along each axis.
+    pixels per input pixel along each axis. ``tiles``: the context tile edge this model
+    runs fastest at per device kind (``cpu``, ``accelerator``) within its memory bars,
+    where that differs from :data:`nnip.core.engine.DEFAULT_TILE` (a large margin makes
+    the default's overlap costly; benchmarks/tile_sizes.py measures it).
     """
 
     name: str
@@ -131,6 +134,7 @@ class ModelSpec:
     description: str = ""
     variant_of: str = ""  # the original this file is a variant of ("" for an original)
     precision: str = "fp32"
+    tiles: Mapping[str, int] = field(default_factory=dict)
     path: Path | None = None  # resolved file location; not part of the manifest entry
 
     @property
@@ -158,6 +162,7 @@ class ModelSpec:
                 description=str(data.get("description", "")),
                 variant_of=str(data.get("variant_of", "")),
                 precision=str(data.get("precision", "fp32")),
+                tiles={str(k): int(v) for k, v in dict(data.get("tiles", {})).items()},
                 path=(models_dir / str(data["file"])) if models_dir is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -172,6 +177,7 @@ class ModelSpec:
             {"variant_of": self.variant_of, "precision": self.precision}
             if self.variant_of or self.precision != "fp32" else {}
         )
+        tiles = {"tiles": dict(self.tiles)} if self.tiles else {}
         return {
             "name": self.name,
             "task": self.task,
@@ -188,6 +194,7 @@ class ModelSpec:
             "provenance": dict(self.provenance),
             "metrics": dict(self.metrics),
             "description": self.description,
+            **tiles,
             **variant,
         }
 
@@ -207,6 +214,10 @@ class ModelSpec:
             problems.append("needs at least one input and one output")
         if len(self.sha256) != 64:
             problems.append("sha256 is not 64 hex digits")
+        bad_tiles = {k: v for k, v in self.tiles.items()
+                     if k not in ("cpu", "accelerator") or v < 2 * self.margin + self.align}
+        if bad_tiles:
+            problems.append(f"tiles {bad_tiles} (kinds: cpu, accelerator; > 2 * margin)")
         if self.precision not in PRECISIONS:
             known = ", ".join(PRECISIONS)
             problems.append(f"unknown precision {self.precision!r} (known: {known})")

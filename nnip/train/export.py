@@ -450,6 +450,7 @@ def export_model(
         "provenance": dict(provenance or {}),
         "metrics": {**dict(metrics or {}), "onnx_parity_max_abs": parity},
         "description": export_spec.description,
+        **({"tiles": dict(export_spec.tiles)} if export_spec.tiles else {}),
     }
     final = _with_metadata(raw, entry)
     path = models_dir / entry["file"]

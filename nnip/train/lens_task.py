@@ -599,6 +599,9 @@ def _lens_export_spec(config: Mapping[str, Any]) -> ExportSpec:
         ),),
         scale=1,
         align=4,  # two stride-2 levels
+        # Its margin of 40 makes 768-px tiles 25 % overlap: 1536 ran 1.15x faster on the
+        # AMD host for ~560 MiB more (benchmarks/tile_sizes.py, 2026-11-27).
+        tiles={"cpu": 1536},
         description=(
             f"lens optimizer ({config['variant']}): residual two-level U-Net, widths "
             f"{tuple(config['widths'])} at 1/2 and 1/4 resolution, ECB convs folded; "

@@ -76,6 +76,8 @@ class ExportSpec:
     scale: int = 1
     align: int = 1
     description: str = ""
+    tiles: Mapping[str, int] = field(default_factory=dict)  # ModelSpec.tiles: the fastest
+    # context tile per device kind where the engine's default is slow for this network
 
 
 @dataclass(frozen=True)

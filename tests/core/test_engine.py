@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 
@@ -202,6 +203,25 @@ def test_default_tile_progress_and_tile_limits(install_models, rng) -> None:
     assert ticks == [(1, 2), (2, 2)]  # the default tile does not fit: two tiles
     with pytest.raises(ModelError, match=r"tile 4 is too small for model 'upscale-p' \(minimum 5"):
         engine.run(spec, [np.zeros((1, 8, 8), np.float32)], tile=4)
+
+
+def test_a_models_own_tile_is_its_default_and_tile_overrides_it(install_models, rng) -> None:
+    registry = install_models({"upscale-t": conv_net(1, 1, layers=2)})
+    engine = Engine("cpu", registry=registry)
+    plain = registry.get("upscale-t")
+    own = dataclasses.replace(plain, tiles={"cpu": 40, "accelerator": 2048})
+    assert (engine.tile_for(plain), engine.tile_for(own)) == (engine.default_tile, 40)
+    image = rng.random((1, 100, 8), np.float32)
+
+    def tiles_run(spec, tile=None) -> int:
+        ticks: list[tuple[int, int]] = []
+        out = engine.run(spec, [image], tile=tile, progress=lambda d, t: ticks.append((d, t)))
+        assert np.array_equal(out, engine.run_whole(plain, [image]))  # tiling stays exact
+        return ticks[-1][1]
+
+    assert tiles_run(plain) == 1
+    assert tiles_run(own) > 1  # the model's 40 px tile, not the engine's default
+    assert tiles_run(own, tile=1024) == 1  # an explicit --tile wins
 
 
 def test_wrong_input_list_is_a_programming_error(install_models) -> None:

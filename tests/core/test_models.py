@@ -105,6 +105,16 @@ def test_spec_round_trips_through_dict(models_dir: Path) -> None:
     assert again == spec
 
 
+def test_manifest_tiles_round_trip_and_are_checked() -> None:
+    entry = {**_entry("upscale-t", "upscale", "t.onnx", "0" * 64), "margin": 10}
+    assert ModelSpec.from_dict({**entry, "tiles": {"cpu": 1536}}).to_dict()["tiles"] == {"cpu": 1536}
+    assert "tiles" not in ModelSpec.from_dict(entry).to_dict()  # absent stays absent
+    with pytest.raises(ModelError, match=r"tiles \{'gpu': 1536\}"):
+        ModelSpec.from_dict({**entry, "tiles": {"gpu": 1536}})
+    with pytest.raises(ModelError, match=r"tiles \{'cpu': 8\}"):
+        ModelSpec.from_dict({**entry, "tiles": {"cpu": 8}})  # no core left inside a margin of 10
+
+
 def test_shipped_manifest_is_valid() -> None:
     """Every model the package ships loads and matches its sha256."""
     registry = Registry(default_models_dir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -101,12 +102,16 @@ def test_export_model_writes_manifest_entry_and_metadata(tmp_path):
     spec = ExportSpec(task="upscale", inputs=(TensorSpec(name="image", **RGB),),
                       outputs=(TensorSpec(name="output", **RGB),), scale=2)
     first = export_model(net, spec, "upscale-test", tmp_path, metrics={"val_psnr_db": 30.0})
-    # Exporting again under the same name replaces the entry, other entries stay.
+    assert "tiles" not in json.loads((tmp_path / "manifest.json").read_text())["models"][1]
+    # Exporting again under the same name replaces the entry, other entries stay; a task's
+    # preferred tiles (ExportSpec.tiles) reach the manifest.
+    spec = dataclasses.replace(spec, tiles={"cpu": 64})
     second = export_model(net, spec, "upscale-test", tmp_path, version="2")
     registry = Registry(tmp_path)
     assert sorted(registry.names()) == ["other", "upscale-test"]
     loaded = registry.get("upscale-test")
     assert loaded.version == "2" and loaded.sha256 == second.sha256
+    assert loaded.tiles == {"cpu": 64}
     assert first.metrics["val_psnr_db"] == 30.0
     assert loaded.scale == 2 and loaded.margin == 3
     assert loaded.gflop_per_mp == pytest.approx(2 * conv_macs_per_pixel(net.plain()) / 1e3, rel=1e-3)
