@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rerun every benchmark whose figures depend on the installed demosaic model, each writing
-# its section of benchmarks/RESULTS.md (what shipping a new demosaic version takes; ~15
-# minutes on the 2-core machine: stop any training first, the speed figures need idle cores).
+# its section of benchmarks/RESULTS.md (what shipping a new demosaic version takes; ~35
+# minutes on the 2-core machine, 18 of them denoise_quality's CBM3D: stop any training
+# first, the speed figures need idle cores).
 # Logs go to ${LOGS:-/tmp}/bench_NAME.log. Run from anywhere.
 cd "$(dirname "$0")/.." || exit 1
 logs=${LOGS:-/tmp}
@@ -13,6 +14,7 @@ for cmd in \
     "benchmarks/develop_combined.py --images 2" \
     "benchmarks/lens_quality.py --images 2" \
     "benchmarks/develop_real_files.py" \
+    "benchmarks/denoise_quality.py --images 0 --crop 192" \
     "benchmarks/models_report.py"; do
     name=$(basename "${cmd%% *}" .py)
     echo "=== $(date -u +%H:%M:%S) python $cmd --results benchmarks/RESULTS.md"

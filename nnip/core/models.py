@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from nnip.core.errors import ModelError, ModelIntegrityError, ModelNotFoundError
+from nnip.core.tiling import min_tile
 
 __all__ = [
     "TASKS",
@@ -214,10 +215,11 @@ class ModelSpec:
             problems.append("needs at least one input and one output")
         if len(self.sha256) != 64:
             problems.append("sha256 is not 64 hex digits")
+        smallest = min_tile(self.margin, self.align)  # what Engine.run accepts
         bad_tiles = {k: v for k, v in self.tiles.items()
-                     if k not in ("cpu", "accelerator") or v < 2 * self.margin + self.align}
+                     if k not in ("cpu", "accelerator") or v < smallest}
         if bad_tiles:
-            problems.append(f"tiles {bad_tiles} (kinds: cpu, accelerator; > 2 * margin)")
+            problems.append(f"tiles {bad_tiles} (kinds: cpu, accelerator; at least {smallest})")
         if self.precision not in PRECISIONS:
             known = ", ".join(PRECISIONS)
             problems.append(f"unknown precision {self.precision!r} (known: {known})")
