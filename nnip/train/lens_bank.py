@@ -84,6 +84,7 @@ from nnip.develop.optics import BLIND_AIRY_PX, airy_radius_px, optics_planes
 from nnip.simulate.color import (
     D65_XY,
     cct_to_xy,
+    camera_neutral,
     illuminant_wb,
     random_camera_matrix,
     random_exposure,
@@ -124,6 +125,7 @@ __all__ = [
     "BankEntry",
     "build_entry",
     "random_entry",
+    "usable_illuminant",
     "bank_directory",
     "stored_entries",
     "LensBank",
@@ -460,6 +462,19 @@ def bank_sample(
             np.ascontiguousarray(target, dtype=np.float32))
 
 
+def usable_illuminant(illuminant: float | None, cam_from_xyz: np.ndarray) -> float | None:
+    """``illuminant``, or None (D65) where the entry's camera matrix gives a non-positive
+    neutral for it: such a light cannot be white balanced (a training run stopped on one,
+    a warm light through a strongly perturbed matrix, 2026-11-27)."""
+    if illuminant is None:
+        return None
+    try:
+        camera_neutral(cam_from_xyz, illuminant)
+    except ValueError:
+        return None
+    return illuminant
+
+
 def random_sample(entry: BankEntry, rng: np.random.Generator, config: Mapping[str, Any],
                   demosaic: Demosaic, denoise: Denoise | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -473,7 +488,7 @@ def random_sample(entry: BankEntry, rng: np.random.Generator, config: Mapping[st
         top=int(rng.integers(border, last + 1)), left=int(rng.integers(border, last + 1)),
         transform=int(rng.integers(8)),
         exposure=random_exposure(rng),
-        illuminant=random_illuminant(rng),
+        illuminant=usable_illuminant(random_illuminant(rng), entry.cam_from_xyz),
         olpf_px=0.0 if rng.uniform() < 0.3 else float(rng.uniform(0.3, 1.0)),
         iso=random_iso(rng, config["iso_range"]),
         sensor=random_sensor(rng),

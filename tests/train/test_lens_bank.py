@@ -271,3 +271,18 @@ def test_builder_fills_the_bank_a_run_would_use(tmp_path, images, capsys) -> Non
     config.write_text(json.dumps({"patch": 24, "context": 8, "bank_side": 30}))
     assert build(common + ["--entries", "1"]) == 2
     assert "bank_side must be at least" in capsys.readouterr().err
+
+
+def test_a_light_the_camera_matrix_cannot_white_balance_falls_back_to_d65() -> None:
+    import numpy as np
+
+    from nnip.simulate.color import camera_neutral
+    from nnip.train.lens_bank import usable_illuminant
+
+    # Red row (-1, 0, 1): positive for D65's white (more Z than X), negative at 2800 K.
+    matrix = np.array([[-1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert camera_neutral(matrix)[0] > 0
+    assert usable_illuminant(2800.0, matrix) is None
+    assert usable_illuminant(6000.0, matrix) == 6000.0
+    assert usable_illuminant(None, matrix) is None
+    assert usable_illuminant(2800.0, np.eye(3)) == 2800.0
