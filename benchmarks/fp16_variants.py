@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from common import REPO, Section, describe_model, markdown_table, publish, shared_path
+from common import Section, describe_model, markdown_table, publish, shared_path
 
 BAR_DB = 0.05
 DEFAULT_MODELS = "upscale-fast,upscale-quality,demosaic,denoise,lens"
@@ -50,8 +50,7 @@ DEFAULT_MODELS = "upscale-fast,upscale-quality,demosaic,denoise,lens"
 def held_out_quality(registry: Any, threads: int) -> Callable[..., dict[str, float]]:
     """A harness: the mean of the task's metric over its held-out validation crops, as
     ``int8_screen`` scores them (the crops simulated once per original model)."""
-    from int8_screen import _session, _val_score  # noqa: PLC0415
-    from nnip.train.tasks import get_task, run_config  # noqa: PLC0415
+    from int8_screen import _session, _val_score, task_data  # noqa: PLC0415
 
     crops: dict[str, tuple[Any, list]] = {}
 
@@ -59,13 +58,8 @@ def held_out_quality(registry: Any, threads: int) -> Callable[..., dict[str, flo
                 _models_dir: Path) -> dict[str, float]:
         source = registry.get(spec.variant_of) if spec.variant_of else spec
         if source.name not in crops:
-            task = get_task(source.task)
-            config = run_config(source.provenance["config"])
-            dirs = [Path(p) for p in source.provenance.get("data", []) if Path(p).is_dir()]
-            if not dirs:
-                raise FileNotFoundError(f"{source.name}: none of its training folders exists")
-            cache = REPO / "runs" / "cache" / "teachers"
-            crops[source.name] = (task, task.build_data(config, dirs, cache, 0).val)
+            task, data = task_data(source)
+            crops[source.name] = (task, data.val)
         task, val = crops[source.name]
         score = _val_score(_session(registry.load(spec), threads), task, val)
         return {f"held-out crops ({len(val)})": score}

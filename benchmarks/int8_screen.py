@@ -43,6 +43,19 @@ def _session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def task_data(spec: Any) -> tuple[Any, Any]:
+    """The training task of ``spec`` and its data (training stream and held-out validation
+    crops), built from the run config and training folders in the model's provenance."""
+    from nnip.train.tasks import get_task, run_config  # noqa: PLC0415
+
+    task = get_task(spec.task)
+    config = run_config(spec.provenance["config"])
+    dirs = [Path(p) for p in spec.provenance.get("data", []) if Path(p).is_dir()]
+    if not dirs:
+        raise FileNotFoundError(f"{spec.name}: none of its training folders exists")
+    return task, task.build_data(config, dirs, REPO / "runs" / "cache" / "teachers", 0)
+
+
 def _calibration(data: Any, samples: int) -> list[list[np.ndarray]]:
     """``samples`` input lists from the task's training stream (its batches split up)."""
     feeds: list[list[np.ndarray]] = []
@@ -82,7 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from nnip.core.models import Registry  # noqa: PLC0415
     from nnip.train.quantize import QuantizeOptions, quantize_file  # noqa: PLC0415
-    from nnip.train.tasks import get_task, run_config  # noqa: PLC0415
 
     registry = Registry()
     rows, described = [], []
@@ -90,10 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.models.split(","):
             spec = registry.get(name)
             described.append(describe_model(spec))
-            task = get_task(spec.task)
-            config = run_config(spec.provenance["config"])
-            dirs = [Path(p) for p in spec.provenance.get("data", []) if Path(p).is_dir()]
-            data = task.build_data(config, dirs, REPO / "runs" / "cache" / "teachers", 0)
+            task, data = task_data(spec)
             feeds = _calibration(data, args.samples)
             source = registry.load(spec)
             fp32 = _session(source, args.threads)
