@@ -13,7 +13,8 @@ For every model of the manifest (or ``--models``), with the same thread count th
    the stricter one (a 1024^2 input stays nearer the caches than a whole photo), so both
    are printed and the command is compared with each;
 3. ``Engine.run`` (tiled, default tile) on the same input: what tiling costs;
-4. the full command on a real photo of ``--command-mp`` megapixels: ``nnups upscale`` on
+4. the full command on a real photo of ``--command-mp`` megapixels (not for fp16 variants,
+   which only CUDA / TensorRT run; their session.run rows show the CPU's emulation): ``nnups upscale`` on
    a JPEG (upscale models; output JPEG), ``nnip develop --denoise off --lens off`` on a
    simulated DNG (the default demosaic model; output 16-bit TIFF). Wall time of the whole
    process (start-up, model loading, decoding, network, fidelity/colour steps, encoding),
@@ -448,7 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             task_work.mkdir()
             # nnip develop has no --model: only the default demosaic model runs in it
             develops = spec.task == "demosaic" and registry.find("demosaic").name == spec.name
-            if args.command_mp > 0 and spec.task == "upscale":
+            # fp16 files run only on CUDA / TensorRT (--precision auto); onnxruntime's CPU
+            # provider emulates them with casts, so a CPU command of one measures nothing real.
+            gpu_only = spec.precision == "fp16"
+            if args.command_mp > 0 and spec.task == "upscale" and not gpu_only:
                 row.command = upscale_command(spec, args.command_mp, args.threads, task_work)
                 source = task_work / "photo.jpg"
                 stages = _upscale_stages(engine, spec)

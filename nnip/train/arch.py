@@ -293,16 +293,19 @@ def fit_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, 
 
     - PReLU slopes per channel going to one per layer take their mean (the closest single
       slope for activations of similar spread; training does the rest).
-    - Growth (Net2Net-style), for every :class:`SRNet` inside ``model``: wider layers keep
-      the old weights in their leading channels, with every weight *from* a new channel
-      zeroed (old channels compute what they did; new ones start from ``model``'s random
-      init and get gradients once the layer after them moves off zero); deeper stacks keep
-      the old head and hidden layers, then new identity blocks (all learnable branches
-      zero, slope 1), then the old tail. So a quality-size network starts as the trained
-      fast one and only improves on it.
+    - Growth (Net2Net-style), for every :class:`SRNet` and :class:`ECBLevel` inside
+      ``model``: wider layers keep the old weights in their leading channels, with every
+      weight *from* a new channel zeroed (old channels compute what they did; new ones
+      start from ``model``'s random init and get gradients once the layer after them moves
+      off zero; a transposed convolution's inputs are its first axis); deeper SRNet stacks
+      keep the old head and hidden layers, then new identity blocks (all learnable branches
+      zero, slope 1), then the old tail; a deeper ECBLevel gets its identity blocks at the
+      end. So a quality-size network starts as the trained fast one and only improves on it.
     """
     own = model.state_dict()
     source = _rename_grown_layers(own, dict(state))
+    transposed = {f"{name}.weight" for name, module in model.named_modules()
+                  if isinstance(module, nn.ConvTranspose2d)}
     fitted = {}
     for name, target in own.items():
         value = source.get(name)
@@ -313,11 +316,13 @@ def fit_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, 
         elif target.numel() == 1:  # per-channel slopes -> one per layer
             fitted[name] = value.mean().reshape(target.shape)
         else:
-            fitted[name] = _embed(name, value, target)
+            fitted[name] = _embed(name, value, target, transposed=name in transposed)
     return fitted
 
 
-_LAYER_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<kind>layers|acts)\.(?P<index>\d+)\.(?P<rest>.*)$")
+# SRNet stacks name their convolutions ``layers``, ECBLevel ``convs``; both name PReLUs ``acts``.
+_LAYER_KEY = re.compile(
+    r"^(?P<prefix>(?:.*\.)?)(?P<kind>layers|convs|acts)\.(?P<index>\d+)\.(?P<rest>.*)$")
 
 
 def _stack_depths(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
@@ -367,13 +372,17 @@ def _identity_block_value(name: str, target: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(target) if zeroed else target.clone()
 
 
-def _embed(name: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``value`` in the leading slice of a wider ``target``; a conv's new inputs zeroed."""
+def _embed(name: str, value: torch.Tensor, target: torch.Tensor,
+           transposed: bool = False) -> torch.Tensor:
+    """``value`` in the leading slice of a wider ``target``; a conv's new inputs zeroed
+    (axis 1 of a Conv2d weight, axis 0 of a ``transposed`` one's)."""
     if value.ndim != target.ndim or any(v > t for v, t in zip(value.shape, target.shape)):
         raise ValueError(f"--init: {name} {tuple(value.shape)} does not fit {tuple(target.shape)}")
     out = target.clone()
-    if out.ndim == 4 and name.endswith("weight") and value.shape[1] < out.shape[1]:
-        out[:, value.shape[1]:] = 0  # weights from new channels: the old outputs stay as they were
+    if out.ndim == 4 and name.endswith("weight"):
+        axis = 0 if transposed else 1
+        # weights from new channels: the old outputs stay as they were
+        out.narrow(axis, value.shape[axis], out.shape[axis] - value.shape[axis]).zero_()
     out[tuple(slice(0, n) for n in value.shape)] = value
     return out
 

@@ -121,3 +121,23 @@ def test_fit_state_grows_a_network_wider_and_deeper_with_the_same_function(slope
     assert big.layers[2].conv3.weight.grad.abs().sum().item() > 0  # a new block
     with pytest.raises(ValueError, match="does not fit"):
         small.load_state_dict(fit_state(small, big.state_dict()))
+
+
+def test_fit_state_grows_the_lens_unet_with_the_same_function():
+    """LensNet: ECBLevel stacks (``convs``) grow deeper, every width grows, the transposed
+    up-convolution's new *input* channels (its first axis) are zeroed."""
+    from nnip.train.lens_task import LensNet  # noqa: PLC0415
+
+    small = LensNet(widths=(8, 12), blocks=(1, 2), slopes="layer").eval()
+    _perturb(small, seed=5)
+    big = LensNet(widths=(10, 16), blocks=(1, 4), slopes="layer").eval()
+    _perturb(big, seed=6)  # the new channels' random weights must not reach the output
+    big.load_state_dict(fit_state(big, small.state_dict()))
+    image, optics = torch.rand(2, 3, 20, 22) * 0.8, torch.rand(2, 4, 20, 22)
+    with torch.no_grad():
+        grown, original = big(image, optics), small(image, optics)
+    # float32 rounding of outputs ~30 in size (perturbed weights); a leak would be O(1)
+    assert (grown - original).abs().max().item() < 1e-6 * original.abs().max().item() * 10
+    big.train()
+    big(image, optics).abs().mean().backward()
+    assert big.mid.convs[3].conv3.weight.grad.abs().sum().item() > 0  # a new block learns
