@@ -165,10 +165,11 @@ print(json.dumps({"seconds": seconds, "maxrss": rss, "rc": done.returncode,
 """
 
 
-def run_measured(command: Sequence[str], *, env: dict[str, str] | None = None) -> Measured:
+def run_measured(command: Sequence[str], *, env: dict[str, str] | None = None,
+                 cwd: str | os.PathLike[str] | None = None) -> Measured:
     """Run ``command`` (argv list) in a fresh wrapper process; wall time and its peak RSS."""
     done = subprocess.run([sys.executable, "-c", _WRAPPER, *command], capture_output=True,
-                          text=True, env=env, check=True)
+                          text=True, env=env, cwd=cwd, check=True)
     record = json.loads(done.stdout.strip().splitlines()[-1])
     scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10
     return Measured(record["seconds"], record["maxrss"] * scale, record["rc"], record["stderr"])

@@ -77,6 +77,8 @@ def test_session_is_cached_checked_and_uses_the_thread_count(install_models) -> 
     assert engine.session(registry.get("upscale-b")) is not a
     assert a.get_providers() == ["CPUExecutionProvider"]
     assert a.get_session_options().intra_op_num_threads == 1
+    # pool threads sleep between operators: numpy work beside the network keeps its core
+    assert a.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert engine.device == "cpu"
     assert Engine("cpu", registry=registry).session(registry.get("upscale-a")) is not a
 
