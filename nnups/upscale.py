@@ -59,18 +59,21 @@ never has its 400 MP output (4.8 GB as float32) in memory. The result equals the
 whole-image computation to float rounding because every step is local, with a reach known
 in input rows:
 
-- the network: ``spec.margin`` (the engine reflects at the band's edge, like at the image's;
-  the rows that reflection spoils are never kept);
+- the network: ``spec.margin``; the engine gets the band's rows with that many real rows
+  of its neighbours on each side and computes only the band's own (``Engine.run``'s
+  ``rows``), reflecting at the image's edges alone;
 - the cubic blend (strength < 1): 2 (Keys cubic taps);
 - the fidelity step: two rows per smooth round (the pre-sharpening's one, the bilinear
   taps' one); the exact step acts on single blocks, with bounds from the input within
   ``HALO_REACH`` rows.
 
 So a band's fidelity step runs on its core plus :data:`FIDELITY_REACH` rows each side, and the
-network on that plus ``margin`` rows; the banded result is then bit-for-bit the one-band
-result (tests/upscale/test_upscale_memory.py). By default a band is one engine tile row
-(its rows, the engine's own reflected margin included, fit in ``tile``): on a 6000 x 4000
-input the network took no more CPU time in bands than on the whole image.
+network computes those rows from them plus ``margin`` rows of context; the banded result is
+then the one-band result to float rounding (tests/upscale/test_upscale_memory.py). By
+default a band is one engine tile row (its rows and their context fit in ``tile``). Until
+2026-11-27 the engine took the network rows as an image of their own and padded them by
+reflection again, computing ``2 margin`` rows per band that nothing kept (~3 % of an 8 MP
+upscale's network time at tile 768).
 
 Overlap: the network of band k + 1 runs on a worker thread (onnxruntime releases the GIL)
 while this thread finishes band k, so on 2 cores most of the fidelity step hides behind the
@@ -336,25 +339,27 @@ class Band:
 
     ``core``: the rows this band writes (the cores partition the image). ``fidelity``: the
     rows the fidelity step and the blend run on (core plus the fidelity step's reach).
-    ``network``: the rows fed to the network (fidelity rows plus the network's and the
-    cubic's reach). All clipped to the image; ``network`` starts on the model's ``align``.
+    ``detail``: the rows the network computes (the fidelity rows, their start rounded down
+    to the model's ``align``). ``network``: the rows fed to the network (detail rows plus
+    the model's margin of context, rounded up to ``align``). All clipped to the image.
     """
 
     core: tuple[int, int]
     fidelity: tuple[int, int]
     network: tuple[int, int]
+    detail: tuple[int, int]
 
 
 def default_band_rows(tile: int, spec: ModelSpec, width: int) -> int:
     """Input rows per band: one engine tile row, bounded by :data:`MAX_BAND_PIXELS`.
 
-    A band's network rows are its core plus the fidelity and network reach on each side
-    (:func:`plan_bands`), and the engine pads them by its margin again; a core of
-    ``tile`` minus all that gives the engine exactly ``tile`` rows: one tile row, and the
-    fewest rows computed twice for that tile (~5 % at tile 768 and margin 8).
+    A band's network rows are its core plus the fidelity reach and the model's margin on
+    each side (:func:`plan_bands`); a core of ``tile`` minus those gives the engine exactly
+    ``tile`` rows: one tile row, and the fewest rows computed twice for that tile (~3 % at
+    tile 768 and margin 8).
     """
-    context = FIDELITY_REACH + max(spec.margin, _CUBIC_REACH)
-    rows = tile - 2 * (context + align_up(spec.margin, spec.align))
+    pad = align_up(spec.margin, spec.align)
+    rows = tile - 2 * (FIDELITY_REACH + pad) - (spec.align - 1)  # detail rows start aligned
     rows = min(rows, MAX_BAND_PIXELS // max(width, 1))
     return max(align_up(rows, spec.align) if rows > 0 else 0, MIN_BAND_ROWS)
 
@@ -374,13 +379,14 @@ def plan_bands(
     count = -(-units // max(rows // align, 1))
     base, extra = divmod(units, count)
     fidelity_reach = max(smooth_steps * _SMOOTH_REACH, HALO_REACH)
-    network_reach = max(spec.margin, _CUBIC_REACH)
+    pad = align_up(spec.margin, align)
     bands, start = [], 0
     for i in range(count):
         stop = min(start + (base + (i < extra)) * align, height)
         fid = (max(start - fidelity_reach, 0), min(stop + fidelity_reach, height))
-        net_start = max(fid[0] - network_reach, 0) // align * align
-        bands.append(Band((start, stop), fid, (net_start, min(fid[1] + network_reach, height))))
+        detail = (fid[0] // align * align, fid[1])
+        network = (max(detail[0] - pad, 0), min(detail[1] + pad, height))
+        bands.append(Band((start, stop), fid, network, detail))
         start = stop
     return bands
 
@@ -396,8 +402,8 @@ class _BandProgress:
         # on the first band; nothing is counted then.
         fits = tile >= min_tile(spec.margin, spec.align)
         self._counts = [
-            runs * len(plan_tiles(n1 - n0, width, tile, spec.margin, spec.align)) if fits else 0
-            for n0, n1 in (b.network for b in bands)
+            runs * len(plan_tiles(d1 - d0, width, tile, spec.margin, spec.align)) if fits else 0
+            for d0, d1 in (b.detail for b in bands)
         ]
         self._total = sum(self._counts)
         self._progress = progress
@@ -422,11 +428,11 @@ def _band_network(
     tile: int,
     progress: ProgressFn | None,
 ) -> np.ndarray | None:
-    """The network's planar output for ``band.network`` rows (None at strength 0)."""
+    """The network's planar output for ``band.detail`` rows (None at strength 0)."""
     if strength <= 0.0:
         return None
-    n0, n1 = band.network
-    return _network_upscale(reference[n0:n1], engine, spec, tile, progress)
+    (n0, n1), (d0, d1) = band.network, band.detail
+    return _network_upscale(reference[n0:n1], engine, spec, tile, progress, rows=(d0 - n0, d1 - n0))
 
 
 def _finish_band(
@@ -447,8 +453,8 @@ def _finish_band(
     scale = int(spec.scale)
     f0, f1 = band.fidelity
     if detail is not None:
-        n0 = band.network[0]
-        blended = detail[:, scale * (f0 - n0) : scale * (f1 - n0)]  # a view of its rows
+        d0 = band.detail[0]
+        blended = detail[:, scale * (f0 - d0) : scale * (f1 - d0)]  # a view of its rows
         if strength < 1.0:
             blended *= np.float32(strength)
             blended += np.float32(1.0 - strength) * _planar(_cubic_rows(reference, f0, f1, scale))
@@ -483,8 +489,10 @@ def _network_upscale(
     spec: ModelSpec,
     tile: int | None,
     progress: ProgressFn | None,
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """The model's output for ``pixels`` (H, W, C), model units undone: planar (C, s*H, s*W).
+    """The model's output for ``pixels`` (H, W, C), model units undone: planar (C, s*H, s*W),
+    or only input ``rows`` of it (the others their context: ``Engine.run``'s ``rows``).
 
     A grey image is replicated to a 3-channel model's input and its output averaged back;
     an RGB image on a 1-channel model runs channel by channel. The result is a fresh
@@ -499,11 +507,11 @@ def _network_upscale(
     del scaled
     channels = pixels.shape[2]
     if tensor.channels == channels:
-        outputs = [_run(engine, spec, chw, tile, progress)]
+        outputs = [_run(engine, spec, chw, tile, progress, rows)]
     elif tensor.channels == 3 and channels == 1:
-        outputs = [_run(engine, spec, np.repeat(chw, 3, axis=0), tile, progress).mean(0, keepdims=True)]
+        outputs = [_run(engine, spec, np.repeat(chw, 3, axis=0), tile, progress, rows).mean(0, keepdims=True)]
     elif tensor.channels == 1:
-        outputs = [_run(engine, spec, chw[c : c + 1], tile, progress) for c in range(channels)]
+        outputs = [_run(engine, spec, chw[c : c + 1], tile, progress, rows) for c in range(channels)]
     else:
         raise ValueError(
             f"model {spec.name!r} takes {tensor.channels} channels; cannot feed a {channels}-channel image"
@@ -517,10 +525,11 @@ def _network_upscale(
 
 
 def _run(
-    engine: Engine, spec: ModelSpec, chw: np.ndarray, tile: int | None, progress: ProgressFn | None
+    engine: Engine, spec: ModelSpec, chw: np.ndarray, tile: int | None, progress: ProgressFn | None,
+    rows: tuple[int, int] | None,
 ) -> np.ndarray:
     # The next band runs the model again: its arena stays warm (no release).
-    out = engine.run(spec, [chw], tile=tile, progress=progress, release=False)
+    out = engine.run(spec, [chw], tile=tile, progress=progress, release=False, rows=rows)
     return np.ascontiguousarray(out, dtype=np.float32)
 
 

@@ -428,6 +428,7 @@ class Engine:
         batch: int = 1,
         progress: ProgressFn | None = None,
         release: bool | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """Run ``spec``'s model over images of any size, tiled (equals :meth:`run_whole`).
 
@@ -452,11 +453,15 @@ class Engine:
             is a full tile's activations), keep it after a one-tile run (a small image:
             small arena, and the next image reuses it without faulting pages in). False
             for callers that run the model again at once (an upscale's bands).
+        rows : (top, bottom), optional
+            Only input rows ``[top, bottom)``, the rows around them serving as real
+            context (see :func:`nnip.core.tiling.run_tiled`); None: all rows.
 
         Returns
         -------
-        ndarray, float32, shape (C_out, H * scale, W * scale)
-            The spec's first output, as the model gives it (not clipped).
+        ndarray, float32, shape (C_out, (bottom - top) * scale, W * scale)
+            The spec's first output, as the model gives it (not clipped); all rows
+            (``H * scale``) without ``rows``.
 
         Raises
         ------
@@ -475,6 +480,7 @@ class Engine:
             self._batch_fn(spec), arrays,
             scale=spec.scale, margin=spec.margin, align=spec.align,
             out_channels=spec.outputs[0].channels, tile=tile, batch=batch, progress=progress,
+            rows=rows,
         )
         if release is None:
             height, width = arrays[0].shape[-2:]

@@ -91,6 +91,10 @@ class Region:
     def shape(self) -> tuple[int, int]:
         return (self.height, self.width)
 
+    def shifted(self, rows: int) -> "Region":
+        """This region moved down by ``rows`` (up where negative)."""
+        return Region(self.y0 + rows, self.x0, self.y1 + rows, self.x1)
+
     def grow(self, top: int, left: int, bottom: int, right: int) -> "Region":
         """This region with each side moved outwards by the given number of pixels."""
         return Region(self.y0 - top, self.x0 - left, self.y1 + bottom, self.x1 + right)
@@ -307,6 +311,7 @@ def run_tiled(
     tile: int,
     batch: int = 1,
     progress: ProgressFn | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Run a model over images of any size, tile by tile; equals :func:`run_whole`.
 
@@ -328,15 +333,25 @@ def run_tiled(
         Same-shaped tiles per ``run_batch_fn`` call.
     progress : callable, optional
         ``progress(done, total)`` after each tile.
+    rows : (top, bottom), optional
+        Compute only input rows ``[top, bottom)``; the rows above and below are context
+        for them, used as they are (reflection only beyond the inputs' own edges). A
+        horizontal band of a larger image, passed with ``margin`` rows of its neighbours on
+        each side, then costs no reflected rows: the result equals those rows of the whole
+        image's. ``top`` must be a multiple of ``align``. None: all rows.
 
     Returns
     -------
-    ndarray, float32, shape (out_channels, H * scale, W * scale)
+    ndarray, float32, shape (out_channels, (bottom - top) * scale, W * scale)
         Not clipped: the model's output range as it comes.
     """
     arrays, height, width = _check_inputs(inputs)
-    tiles = plan_tiles(height, width, tile, margin, align)
-    out = np.empty((out_channels, height * scale, width * scale), dtype=np.float32)
+    top, bottom = _output_rows(rows, height, align)
+    # Tiles planned over the rows asked for, then placed at them in the inputs: a
+    # context reaching above ``top`` or below ``bottom`` takes the real rows there.
+    tiles = [Tile(t.core.shifted(top), t.context.shifted(top))
+             for t in plan_tiles(bottom - top, width, tile, margin, align)]
+    out = np.empty((out_channels, (bottom - top) * scale, width * scale), dtype=np.float32)
     done = 0
 
     def gathered(group: list[Tile]) -> list[np.ndarray]:
@@ -358,13 +373,25 @@ def run_tiled(
         result = _run_checked(run_batch_fn, stacked, expected)
         del stacked
         for t, tile_out in zip(group, result):
-            rows, cols = t.core.relative_to(t.context).scaled(scale).slices()
-            out_rows, out_cols = t.core.scaled(scale).slices()
-            out[:, out_rows, out_cols] = tile_out[:, rows, cols]
+            core_rows, core_cols = t.core.relative_to(t.context).scaled(scale).slices()
+            out_rows, out_cols = t.core.shifted(-top).scaled(scale).slices()
+            out[:, out_rows, out_cols] = tile_out[:, core_rows, core_cols]
             done += 1
             if progress is not None:
                 progress(done, len(tiles))
     return out
+
+
+def _output_rows(rows: tuple[int, int] | None, height: int, align: int) -> tuple[int, int]:
+    """``rows`` checked against the inputs' ``height`` (None: all of them)."""
+    if rows is None:
+        return 0, height
+    top, bottom = (int(v) for v in rows)
+    if not 0 <= top < bottom <= height:
+        raise ValueError(f"rows {rows} are not a non-empty range inside {height} rows")
+    if top % align:
+        raise ValueError(f"rows start {top} is not a multiple of align {align}")
+    return top, bottom
 
 
 def run_whole(

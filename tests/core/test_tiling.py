@@ -176,6 +176,48 @@ def test_tiled_equals_whole_numpy_model(
     assert np.abs(tiled - whole).max() <= TOL
 
 
+@given(
+    h=st.integers(1, 40), w=st.integers(1, 30), margin=st.integers(0, 6),
+    align=st.sampled_from([1, 2, 3]), scale=st.sampled_from([1, 2]),
+    extra=st.integers(0, 25), data=st.data(),
+)
+@settings(max_examples=150, deadline=None)
+def test_rows_are_those_rows_of_the_whole_result(
+    h: int, w: int, margin: int, align: int, scale: int, extra: int, data
+) -> None:
+    # A band with real context around it: its rows equal the whole image's, whatever
+    # context it gets (the model's phase gain catches any misaligned window).
+    top = data.draw(st.integers(0, (h - 1) // align)) * align
+    bottom = data.draw(st.integers(top + 1, h))
+    rng = np.random.default_rng(h * 1000 + w)
+    inputs = [rng.random((2, h, w), dtype=np.float32)]
+    model = _numpy_model(margin, align, scale)
+    kw = dict(scale=scale, margin=margin, align=align, out_channels=2)
+    whole = run_whole(model, inputs, **kw)
+    band = run_tiled(model, inputs, tile=min_tile(margin, align) + extra, rows=(top, bottom), **kw)
+    assert band.shape == (2, (bottom - top) * scale, w * scale)
+    assert np.abs(band - whole[:, top * scale : bottom * scale]).max() <= TOL
+
+
+def test_rows_cost_no_reflected_rows_inside_the_image(rng: np.random.Generator) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def model(arrays: list[np.ndarray]) -> np.ndarray:
+        seen.append(arrays[0].shape)
+        return arrays[0]
+
+    image = [rng.random((1, 100, 30), dtype=np.float32)]
+    kw = dict(scale=1, margin=5, align=1, out_channels=1, tile=40)
+    band = run_tiled(model, image, rows=(5, 35), **kw)  # 5 real rows of context each side
+    assert np.array_equal(band, image[0][:, 5:35])
+    assert seen == [(1, 1, 40, 40)]  # one tile: 30 rows + 10 real context rows (columns reflect)
+    for rows in [(3, 2), (0, 101), (-1, 4)]:
+        with pytest.raises(ValueError, match="rows"):
+            run_tiled(model, image, rows=rows, **kw)
+    with pytest.raises(ValueError, match="align"):
+        run_tiled(model, image, rows=(3, 9), **{**kw, "align": 2})
+
+
 def test_a_margin_too_small_shows_seams(rng: np.random.Generator) -> None:
     image = [rng.random((1, 60, 60), dtype=np.float32)]
     model = _numpy_model(4, 1, 1)

@@ -129,19 +129,22 @@ def test_plan_bands_partition_rows_with_enough_context(models) -> None:
             assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))
             assert all(0 < c1 - c0 <= max(rows, spec.align) for c0, c1 in cores)
             for band in bands:
-                (c0, c1), (f0, f1), (n0, n1) = band.core, band.fidelity, band.network
-                assert c0 % spec.align == 0 and n0 % spec.align == 0
+                (c0, c1), (f0, f1) = band.core, band.fidelity
+                (n0, n1), (d0, d1) = band.network, band.detail
+                assert c0 % spec.align == 0 and n0 % spec.align == 0 and d0 % spec.align == 0
                 assert f0 == max(c0 - FIDELITY_REACH, 0) and f1 == min(c1 + FIDELITY_REACH, height)
-                reach = max(spec.margin, 2)  # the network's, or the cubic's
-                assert n0 <= max(f0 - reach, 0) and n1 == min(f1 + reach, height)
+                # the network computes the fidelity rows, with the model's margin around them
+                assert d0 <= f0 < d0 + spec.align and d1 == f1
+                pad = -(-spec.margin // spec.align) * spec.align
+                assert n0 == max(d0 - pad, 0) and n1 == min(d1 + pad, height)
 
 
 def test_default_band_is_one_engine_tile_row(models) -> None:
     _, specs = models
     spec = specs["upscale-deep"]  # margin 3
     rows = default_band_rows(768, spec, 6000)
-    # core + fidelity reach + margin, then the engine's own reflected margin: one tile.
-    assert rows + 2 * (FIDELITY_REACH + spec.margin) + 2 * spec.margin == 768
+    # core + fidelity reach, with the margin's real context rows around: one tile.
+    assert spec.align == 1 and rows + 2 * (FIDELITY_REACH + spec.margin) == 768
     assert default_band_rows(768, spec, 60000) < rows  # very wide images: fewer rows
     assert default_band_rows(16, spec, 100) == 64  # tiny tiles: no slivers
 
