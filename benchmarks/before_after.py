@@ -16,7 +16,7 @@ Commands (``--commands``, comma-separated keys):
 - ``upscale8``: an 8 MP JPEG, upscale-fast in fp32 (gflops.py's command: the 85 % bar's);
 - ``quality8``: the same JPEG through upscale-quality in fp32.
 
-    python benchmarks/before_after.py --before HEAD --results benchmarks/RESULTS.md
+    python benchmarks/before_after.py --before HEAD --label spinning --results benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--commands", default=",".join(COMMANDS),
                         help=f"comma-separated, of {', '.join(COMMANDS)}")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--label", default="change",
+                        help="what changed (one word): names the RESULTS.md section, so "
+                             "several changes keep their own records")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--results", type=Path, default=None, metavar="RESULTS.md")
     args = parser.parse_args(argv)
@@ -125,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + "; ".join(f"`python -m {' '.join(a[:2])} ...` ({k})" for k, a in argvs.items()) + ".\n\n"
         + markdown_table(["command", "tree", "wall s per round", "best s", "peak RSS MiB"], rows)
     )
-    publish(Section("before_after", f"Before / after on whole commands: {commit} vs the working tree",
+    publish(Section(f"before_after_{args.label}",
+                    f"Before / after ({args.label}) on whole commands: {commit} vs the working tree",
                     body, argv=argv), args.results)
     return 0
 
