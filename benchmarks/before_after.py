@@ -11,10 +11,13 @@ own ``onnx_models/`` (set ``--models-dir`` to pin one set for both).
 Commands (``--commands``, comma-separated keys):
 
 - ``develop``: develop_speed.py's 24 MP DNG, all three neural stages, 16-bit TIFF;
-- ``upscale``: a 24 MP JPEG from a real photo, ``nnups upscale`` with the default model and
-  precision (int8 on a CPU with VNNI), JPEG out;
-- ``upscale8``: an 8 MP JPEG, upscale-fast in fp32 (gflops.py's command: the 85 % bar's);
-- ``quality8``: the same JPEG through upscale-quality in fp32.
+- ``upscale``: a 24 MP JPEG from a real photo, ``nnups upscale`` with the default model
+  (upscale-fast), JPEG out;
+- ``upscale8``: an 8 MP JPEG, upscale-fast (gflops.py's command: the 85 % bar's);
+- ``quality8``: the same JPEG through upscale-quality.
+
+All in fp32: benchmarks/common.py sets ``NNIP_PRECISION=fp32`` for the commands it starts
+(the default ``--precision auto`` would run int8 variants on a CPU with VNNI).
 
     python benchmarks/before_after.py --before HEAD --label spinning --results benchmarks/RESULTS.md
 """
@@ -69,7 +72,7 @@ def _argvs(keys: Sequence[str], work: Path, models_dir: Path | None) -> dict[str
         for key, model in (("upscale8", "upscale-fast"), ("quality8", "upscale-quality")):
             if key in keys:
                 argvs[key] = ["nnups.cli", "upscale", str(jpeg), "-o", out, "--model", model,
-                              "--precision", "fp32", "--threads", "2", *common]
+                              "--threads", "2", *common]
     return argvs
 
 
