@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from common import REPO, Measured, Section, markdown_table, publish, run_measured
+from common import REPO, Measured, Section, ab_rows, markdown_table, publish, run_measured
 
 COMMANDS = ("develop", "upscale", "upscale8", "quality8")
 
@@ -115,16 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_tree)],
                            check=False)
-    rows = []
-    for key in argvs:
-        best = {}
-        for side in trees:
-            results = runs[(key, side)]
-            best[side] = min(r.seconds for r in results)
-            rows.append([key, side, " / ".join(f"{r.seconds:.2f}" for r in results),
-                         f"{best[side]:.2f}", f"{max(r.peak_rss_mb for r in results):.0f}"])
-        before, after = best.values()
-        rows.append([key, "speed-up (best of each)", "", f"{before / after:.3f}x", ""])
+    rows = ab_rows(runs, list(argvs), list(trees))
     body = (
         f"{args.rounds} rounds, the commands and both sides in turns; load average before: "
         f"{', '.join(f'{v:.1f}' for v in load)} (valid on an idle machine only). Commands: "

@@ -41,6 +41,7 @@ __all__ = [
     "peak_rss_mb",
     "Measured",
     "run_measured",
+    "ab_rows",
     "markdown_table",
     "Section",
     "replace_section",
@@ -173,6 +174,23 @@ def run_measured(command: Sequence[str], *, env: dict[str, str] | None = None,
     record = json.loads(done.stdout.strip().splitlines()[-1])
     scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10
     return Measured(record["seconds"], record["maxrss"] * scale, record["rc"], record["stderr"])
+
+
+def ab_rows(runs: dict[tuple[str, str], Sequence[Measured]], commands: Sequence[str],
+            sides: Sequence[str], digits: int = 2) -> list[list[str]]:
+    """Table rows of commands run in turns on two sides (before / after): per side each
+    run's wall seconds, the best, the peak RSS; then the speed-up, best against best."""
+    rows = []
+    for command in commands:
+        best = {}
+        for side in sides:
+            results = runs[(command, side)]
+            best[side] = min(r.seconds for r in results)
+            rows.append([command, side, " / ".join(f"{r.seconds:.{digits}f}" for r in results),
+                         f"{best[side]:.{digits}f}", f"{max(r.peak_rss_mb for r in results):.0f}"])
+        before, after = (best[side] for side in sides)
+        rows.append([command, "speed-up (best of each)", "", f"{before / after:.{digits + 1}f}x", ""])
+    return rows
 
 
 def best_in_turns(runs: Sequence[tuple[Any, dict]], repeats: int) -> list[float]:

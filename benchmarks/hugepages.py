@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from common import Section, markdown_table, publish, run_measured
+from common import Section, ab_rows, markdown_table, publish, run_measured
 
 SWITCH = "NUMPY_MADVISE_HUGEPAGE"
 
@@ -74,15 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runs.setdefault((what, when), []).append(result)
                     print(f"{what} | {when} | {result.seconds:.1f} s | "
                           f"{result.peak_rss_mb:.0f} MiB", flush=True)
-    rows = []
-    for what in commands:
-        best = {when: min(r.seconds for r in runs[(what, when)]) for when in envs}
-        for when in envs:
-            results = runs[(what, when)]
-            rows.append([what, when, " / ".join(f"{r.seconds:.1f}" for r in results),
-                         f"{best[when]:.1f}", f"{max(r.peak_rss_mb for r in results):.0f}"])
-        before, after = best.values()
-        rows.append([what, "speed-up (best of each)", "", f"{before / after:.2f}x", ""])
+    rows = ab_rows(runs, list(commands), list(envs), digits=1)
     body = (
         f"Kernel transparent huge pages: {_thp_policy()}. {args.rounds} rounds, the commands "
         f"and settings in turns; load average before: {', '.join(f'{v:.1f}' for v in load)} "
