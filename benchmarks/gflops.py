@@ -120,9 +120,10 @@ def matmul_onnxruntime(n: int, threads: int, repeats: int) -> float:
 # --------------------------------------------------------------------------- one model
 
 
-def _random_inputs(spec: Any, size: int) -> list[np.ndarray]:
+def _random_inputs(spec: Any, size: int, cols: int | None = None) -> list[np.ndarray]:
+    """Random CHW inputs of ``size`` rows and ``cols`` (default ``size``) columns."""
     rng = np.random.default_rng(0)
-    return [rng.random((t.channels, size, size), dtype=np.float32) for t in spec.inputs]
+    return [rng.random((t.channels, size, cols or size), dtype=np.float32) for t in spec.inputs]
 
 
 def _feed(session: Any, spec: Any, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -141,28 +142,18 @@ def session_seconds(engine: Any, spec: Any, size: int, repeats: int) -> float:
 
 
 _WHOLE_RUN = """
-import resource, sys, time
-import numpy as np
+import resource, sys
 limit = int(float(sys.argv[4]) * 2**30)
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.path.insert(0, sys.argv[8])
+from gflops import _feed, _random_inputs, best_seconds
 from nnip.core.engine import Engine
 from nnip.core.models import Registry
 registry = Registry(sys.argv[5] or None)
 spec = registry.get(sys.argv[1])
-rows, cols, repeats = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[6])
 session = Engine("cpu", threads=int(sys.argv[7]), registry=registry).session(spec)
-rng = np.random.default_rng(0)
-graph = [i.name for i in session.get_inputs()]
-names = [t.name for t in spec.inputs]
-order = names if set(names) == set(graph) else graph
-feed = {n: rng.random((1, t.channels, rows, cols), dtype=np.float32) for n, t in zip(order, spec.inputs)}
-session.run(None, feed)
-best = float("inf")
-for _ in range(repeats):
-    start = time.perf_counter()
-    session.run(None, feed)
-    best = min(best, time.perf_counter() - start)
-print(best)
+feed = _feed(session, spec, _random_inputs(spec, int(sys.argv[2]), int(sys.argv[3])))
+print(best_seconds(int(sys.argv[6]), lambda: session.run(None, feed)))
 """
 
 
@@ -172,7 +163,7 @@ def whole_image_seconds(spec: Any, rows: int, cols: int, threads: int, repeats: 
     in a child process capped at ``limit_gb`` GiB of address space; None where it cannot
     run (out of memory there)."""
     argv = [sys.executable, "-c", _WHOLE_RUN, spec.name, str(rows), str(cols), str(limit_gb),
-            str(models_dir or ""), str(repeats), str(threads)]
+            str(models_dir or ""), str(repeats), str(threads), str(Path(__file__).resolve().parent)]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         print(f"{spec.name}: whole-image run {rows}x{cols} failed: {done.stderr.strip()[-300:]}",
