@@ -15,7 +15,11 @@ which is exactly what the literature protocol mosaics. A share of every batch
 (gratings near Nyquist, zone plates, diagonals, fabric, saturated colour edges, text). A
 share of the photo crops gets a colour augmentation in linear light - a channel
 permutation, a hue rotation about the grey axis and a saturation boost - because photos
-hold few saturated colours and sharp colour edges (what McMaster is made of). Every crop
+hold few saturated colours and sharp colour edges (what McMaster is made of). A share of
+the photo crops (``hard_fraction``) is mined as Gharbi et al. (2016) mined demosaicnet's
+training set: of ``hard_candidates`` crops the one Malvar's demosaic gets most wrong
+(:func:`malvar_error`) is kept, so the hard subjects the issue names (fine stripes, fur,
+colour edges near Nyquist) are not drowned by easy smooth crops. Every crop
 gets one of the 8 dihedral transforms *before* it is mosaicked as RGGB, so the phase never
 changes and one model learns every orientation.
 
@@ -63,6 +67,8 @@ __all__ = [
     "DemosaicNet",
     "PlainDemosaicNet",
     "mosaic_packed",
+    "malvar_demosaic",
+    "malvar_error",
     "colour_augment",
     "DemosaicBatches",
     "opponent_l1",
@@ -98,6 +104,8 @@ DEMOSAIC_CONFIGS: dict[str, dict[str, Any]] = {
         "pattern_fraction": 0.25,
         "colour_fraction": 0.5,
         "saturation_max": 2.5,
+        "hard_fraction": 0.0,  # share of photo crops mined by Malvar's error (DemosaicBatches)
+        "hard_candidates": 4,
         "flat_threshold": 0.03,
         "flat_keep": 0.1,
         "holdout_every": 40,
@@ -252,6 +260,34 @@ def mosaic_packed(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pack_bayer(mosaic_bayer(rgb, "RGGB"), "RGGB"), dtype=np.float32)
 
 
+def malvar_demosaic(packed: np.ndarray) -> np.ndarray:
+    """Malvar 2004 of a packed RGGB mosaic (4, h, w), reflect-padded: (3, 2h, 2w) float32.
+
+    The numpy twin of :class:`DemosaicNet`'s skip at initialisation, for the data side.
+    """
+    padded = np.pad(packed, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
+    cells = np.einsum("oikl,ihwkl->ohw", malvar_packed_kernel(), windows, optimize=True)
+    c, h, w = 3, packed.shape[1], packed.shape[2]
+    shuffled = cells.reshape(c, 2, 2, h, w).transpose(0, 3, 1, 4, 2)  # PixelShuffle's order
+    return np.ascontiguousarray(shuffled.reshape(c, 2 * h, 2 * w), dtype=np.float32)
+
+
+def malvar_error(rgb: np.ndarray, border: int = 4) -> float:
+    """Mean squared error of Malvar's demosaic of the crop's RGGB mosaic: how hard it is.
+
+    Parameters
+    ----------
+    rgb : ndarray, float32, (H, W, 3), H and W even, in [0, 1]
+    border : int
+        Pixels left out at each side (the reflected padding's own errors).
+    """
+    error = malvar_demosaic(mosaic_packed(rgb)) - rgb.transpose(2, 0, 1)
+    if border:
+        error = error[:, border:-border, border:-border]
+    return float(np.mean(np.square(error)))
+
+
 _LUMA = np.array([0.2126, 0.7152, 0.0722])  # linear-light luminance (BT.709 primaries)
 
 
@@ -304,7 +340,8 @@ class DemosaicBatches(torch.utils.data.IterableDataset):
         Photo crops (uint8 teachers).
     config : mapping
         ``batch``, ``patch`` (full-resolution side, even), ``pattern_fraction``,
-        ``colour_fraction``, ``saturation_max``.
+        ``colour_fraction``, ``saturation_max``; optional ``hard_fraction`` (0 when absent,
+        as in checkpoints made before it) and ``hard_candidates``.
     seed : int
         Base seed; the worker id is mixed in.
 
@@ -321,6 +358,8 @@ class DemosaicBatches(torch.utils.data.IterableDataset):
         self.pattern_fraction = float(config["pattern_fraction"])
         self.colour_fraction = float(config["colour_fraction"])
         self.saturation_max = float(config["saturation_max"])
+        self.hard_fraction = float(config.get("hard_fraction", 0.0))
+        self.hard_candidates = int(config.get("hard_candidates", 4))
         if self.patch % 2:
             raise ValueError(f"patch must be even (whole Bayer cells), got {self.patch}")
 
@@ -329,11 +368,18 @@ class DemosaicBatches(torch.utils.data.IterableDataset):
         if rng.random() < self.pattern_fraction:
             kind = PATTERN_KINDS[int(rng.integers(len(PATTERN_KINDS)))]
             rgb = np.clip(random_pattern(kind, self.patch, rng), 0.0, 1.0)
+        elif self.hard_fraction and rng.random() < self.hard_fraction:
+            rgb = max((self.photo_crop(rng) for _ in range(self.hard_candidates)), key=malvar_error)
         else:
-            rgb = self.sampler.sample(rng, self.patch).astype(np.float32) / 255.0
-            if rng.random() < self.colour_fraction:
-                rgb = colour_augment(rgb, rng, self.saturation_max)
+            rgb = self.photo_crop(rng)
         return np.ascontiguousarray(_dihedral(rgb, rng), dtype=np.float32)
+
+    def photo_crop(self, rng: np.random.Generator) -> np.ndarray:
+        """A photo crop, float32 in [0, 1], colour-augmented with ``colour_fraction``."""
+        rgb = self.sampler.sample(rng, self.patch).astype(np.float32) / 255.0
+        if rng.random() < self.colour_fraction:
+            rgb = colour_augment(rgb, rng, self.saturation_max)
+        return rgb
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
@@ -372,7 +418,8 @@ def _build_demosaic_data(
         f"{len(teachers)} teachers ({megapixels:.1f} MP, area/2 of {len(train_paths)} files) "
         f"mosaicked as RGGB, {config['pattern_fraction']:.2f} of each batch synthetic "
         f"({', '.join(PATTERN_KINDS)}), {config['colour_fraction']:.2f} of photo crops "
-        f"colour-augmented; {len(val)} held-out images"
+        f"colour-augmented, {float(config.get('hard_fraction', 0.0)):.2f} mined as the hardest "
+        f"of {int(config.get('hard_candidates', 4))} for Malvar; {len(val)} held-out images"
     )
     return TaskData(train=dataset, val=val, description=description)
 

@@ -23,6 +23,8 @@ from nnip.train.raw_tasks import (  # noqa: E402
     DemosaicBatches,
     DemosaicNet,
     colour_augment,
+    malvar_demosaic,
+    malvar_error,
     malvar_packed_kernel,
     mosaic_packed,
     opponent_l1,
@@ -81,6 +83,44 @@ def test_untrained_network_is_malvar_2004():
         mosaic_bayer(rgb, "RGGB").astype(np.float64), "RGGB")
     out = _run(DemosaicNet(channels=8, blocks=2), rgb).transpose(1, 2, 0)
     np.testing.assert_allclose(out[2:-2, 2:-2], reference[2:-2, 2:-2], atol=1e-5)
+
+
+def test_numpy_malvar_is_the_untrained_network():
+    rgb = np.random.default_rng(4).random((20, 28, 3)).astype(np.float32)
+    ours = malvar_demosaic(mosaic_packed(rgb))
+    net = _run(DemosaicNet(channels=8, blocks=2), rgb)  # zero padding: compare the inside
+    assert ours.shape == (3, 20, 28) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours[:, 2:-2, 2:-2], net[:, 2:-2, 2:-2], atol=1e-5)
+
+
+def _stripes(size: int, period: float) -> np.ndarray:
+    xx = np.mgrid[0:size, 0:size][1]
+    stripe = 0.5 + 0.4 * np.sin(2 * np.pi * xx / period)
+    return np.stack([stripe, 1 - stripe, 0.5 * np.ones_like(stripe)], axis=-1).astype(np.float32)
+
+
+def test_malvar_error_ranks_fine_colour_stripes_over_smooth_colour():
+    smooth = _smooth_colour(np.random.default_rng(5), 48)
+    assert malvar_error(smooth) < 1e-3
+    assert malvar_error(_stripes(48, 2.5)) > 100 * malvar_error(smooth)
+
+
+def test_hard_mining_keeps_the_crops_malvar_gets_wrong():
+    rng = np.random.default_rng(6)
+    teachers = [(_smooth_colour(rng, 64) * 255).astype(np.uint8) for _ in range(3)]
+    teachers.append((_stripes(64, 2.5) * 255).astype(np.uint8))
+    config = load_config(get_task("demosaic"), "fast")
+    config.update(batch=8, patch=24, pattern_fraction=0.0, colour_fraction=0.0)
+    sampler = PatchSampler(teachers, flat_threshold=0.0)
+
+    def mean_error(hard_fraction: float) -> float:
+        config.update(hard_fraction=hard_fraction, hard_candidates=6)
+        crops = [DemosaicBatches(sampler, config, seed=0).crop(np.random.default_rng(i))
+                 for i in range(40)]
+        return float(np.mean([malvar_error(c) for c in crops]))
+
+    # A quarter of plain crops are stripes; nearly every mined one is (1 - 0.75^6 = 82 %).
+    assert mean_error(1.0) > 2.5 * mean_error(0.0)
 
 
 def test_plain_network_computes_the_training_network():
