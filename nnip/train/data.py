@@ -172,17 +172,23 @@ class PatchSampler:
         (a few flat crops teach the net not to invent texture).
     tries : int
         Crops drawn before giving up and returning a flat one.
+    weights : sequence of float, optional
+        A factor per teacher on its area's share (e.g. to give one scale of the teachers a
+        set share of the crops); None = 1 each.
     """
 
     teachers: Sequence[np.ndarray]
     flat_threshold: float = 0.03
     flat_keep: float = 0.1
     tries: int = 8
+    weights: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         if not self.teachers:
             raise ValueError("no training images large enough for the patch size")
         area = np.array([t.shape[0] * t.shape[1] for t in self.teachers], dtype=np.float64)
+        if self.weights is not None:
+            area *= np.asarray(self.weights, dtype=np.float64)
         self._weights = area / area.sum()
 
     def sample(self, rng: np.random.Generator, size: int,

@@ -106,6 +106,11 @@ DEMOSAIC_CONFIGS: dict[str, dict[str, Any]] = {
         "saturation_max": 2.5,
         "hard_fraction": 0.0,  # share of photo crops mined by Malvar's error (DemosaicBatches)
         "hard_candidates": 4,
+        # Area downscale factors of the teachers and each one's share of the photo crops
+        # (_demosaic_teachers): factor 4 gives camera JPEGs, whose own demosaic and chroma
+        # subsampling soften colour detail, pixel-sharp colour edges.
+        "teacher_factors": [2],
+        "teacher_shares": [1.0],
         "flat_threshold": 0.03,
         "flat_keep": 0.1,
         "holdout_every": 40,
@@ -403,19 +408,45 @@ def _demosaic_val(teachers: Sequence[np.ndarray], crop: int) -> list[ValItem]:
     return items
 
 
+def _demosaic_teachers(
+    config: Mapping[str, Any], paths: Sequence[Path], cache_dir: Path
+) -> tuple[list[np.ndarray], list[float]]:
+    """Teachers at every ``teacher_factors`` scale, with per-teacher sampling weights.
+
+    Each factor's teachers together get its ``teacher_shares`` share of the photo crops
+    (within a factor, by area); a factor whose teachers are all under the patch adds none.
+    Checkpoints made before these keys train on factor 2 alone.
+    """
+    factors = [int(f) for f in config.get("teacher_factors", [2])]
+    shares = [float(s) for s in config.get("teacher_shares", [1.0] * len(factors))]
+    if len(shares) != len(factors):
+        raise ValueError(f"teacher_shares {shares} do not match teacher_factors {factors}")
+    teachers: list[np.ndarray] = []
+    weights: list[float] = []
+    for factor, share in zip(factors, shares):
+        scale = TeacherCache(cache_dir, factor).get_all(paths, min_size=int(config["patch"]))
+        if not scale:
+            continue
+        area = sum(t.shape[0] * t.shape[1] for t in scale)
+        teachers += scale
+        weights += [share / area] * len(scale)  # PatchSampler multiplies by each area
+    return teachers, weights
+
+
 def _build_demosaic_data(
     config: Mapping[str, Any], data_dirs: Sequence[Path], cache_dir: Path, seed: int
 ) -> TaskData:
     train_paths, val_paths = training_split(data_dirs, int(config["holdout_every"]))
     cache = TeacherCache(cache_dir)
-    patch = int(config["patch"])
-    teachers = cache.get_all(train_paths, min_size=patch)
+    teachers, weights = _demosaic_teachers(config, train_paths, cache_dir)
     val = _demosaic_val(cache.get_all(val_paths, min_size=32), int(config["val_crop"]))
-    sampler = PatchSampler(teachers, float(config["flat_threshold"]), float(config["flat_keep"]))
+    sampler = PatchSampler(teachers, float(config["flat_threshold"]), float(config["flat_keep"]),
+                           weights=weights)
     dataset = DemosaicBatches(sampler, config, seed)
     megapixels = sum(t.shape[0] * t.shape[1] for t in teachers) / 1e6
     description = (
-        f"{len(teachers)} teachers ({megapixels:.1f} MP, area/2 of {len(train_paths)} files) "
+        f"{len(teachers)} teachers ({megapixels:.1f} MP, area/"
+        f"{'+'.join(str(f) for f in config.get('teacher_factors', [2]))} of {len(train_paths)} files) "
         f"mosaicked as RGGB, {config['pattern_fraction']:.2f} of each batch synthetic "
         f"({', '.join(PATTERN_KINDS)}), {config['colour_fraction']:.2f} of photo crops "
         f"colour-augmented, {float(config.get('hard_fraction', 0.0)):.2f} mined as the hardest "

@@ -23,6 +23,7 @@ from nnip.train.raw_tasks import (  # noqa: E402
     DemosaicBatches,
     DemosaicNet,
     colour_augment,
+    _demosaic_teachers,
     malvar_demosaic,
     malvar_error,
     malvar_packed_kernel,
@@ -121,6 +122,22 @@ def test_hard_mining_keeps_the_crops_malvar_gets_wrong():
 
     # A quarter of plain crops are stripes; nearly every mined one is (1 - 0.75^6 = 82 %).
     assert mean_error(1.0) > 2.5 * mean_error(0.0)
+
+
+def test_teachers_at_two_scales_get_their_shares_of_the_crops(tmp_path):
+    rng = np.random.default_rng(7)
+    paths = []
+    for i, side in enumerate((400, 240, 136)):
+        path = tmp_path / f"t{i}.png"
+        Image.fromarray((_smooth_colour(rng, side) * 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    config = {"patch": 64, "teacher_factors": [2, 4], "teacher_shares": [0.25, 0.75]}
+    teachers, weights = _demosaic_teachers(config, paths, tmp_path / "cache")
+    # Factor 2: all three (200, 120, 68 >= 64); factor 4: 100 only (60 and 34 drop out).
+    assert [t.shape[0] for t in teachers] == [200, 120, 68, 100]
+    share = np.array(weights) * [t.shape[0] * t.shape[1] for t in teachers]
+    np.testing.assert_allclose([share[:3].sum(), share[3:].sum()], [0.25, 0.75])
+    assert _demosaic_teachers({"patch": 64}, paths, tmp_path / "cache")[1] == [1 / 59024] * 3
 
 
 def test_plain_network_computes_the_training_network():
