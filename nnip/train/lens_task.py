@@ -77,7 +77,7 @@ from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import SENSORS, pack_bayer
 from nnip.train.arch import ECB, ECBLevel, prelu_size
 from nnip.train.data import PatchSampler, TeacherCache, training_split
-from nnip.train.raw_tasks import malvar_packed_kernel, psnr_rgb
+from nnip.train.raw_tasks import malvar_demosaic_packed, psnr_rgb
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
 
 __all__ = [
@@ -292,11 +292,7 @@ def malvar_demosaic(mosaic: np.ndarray, gains: Sequence[float]) -> np.ndarray:
     wb = np.asarray(gains, dtype=np.float32).reshape(3)
     packed = pack_bayer(np.asarray(mosaic, dtype=np.float32), "RGGB")
     packed = packed * wb[[0, 1, 1, 2], None, None]
-    weight = torch.from_numpy(malvar_packed_kernel())
-    with torch.no_grad():
-        padded = F.pad(torch.from_numpy(np.ascontiguousarray(packed))[None], (1, 1, 1, 1),
-                       mode="replicate")
-        rgb = F.pixel_shuffle(F.conv2d(padded, weight), 2)[0].numpy()
+    rgb = malvar_demosaic_packed(packed, padding="replicate")
     return np.ascontiguousarray(np.moveaxis(rgb, 0, -1) / wb, dtype=np.float32)
 
 

@@ -67,7 +67,7 @@ __all__ = [
     "DemosaicNet",
     "PlainDemosaicNet",
     "mosaic_packed",
-    "malvar_demosaic",
+    "malvar_demosaic_packed",
     "malvar_error",
     "colour_augment",
     "DemosaicBatches",
@@ -265,17 +265,17 @@ def mosaic_packed(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pack_bayer(mosaic_bayer(rgb, "RGGB"), "RGGB"), dtype=np.float32)
 
 
-def malvar_demosaic(packed: np.ndarray) -> np.ndarray:
-    """Malvar 2004 of a packed RGGB mosaic (4, h, w), reflect-padded: (3, 2h, 2w) float32.
+def malvar_demosaic_packed(packed: np.ndarray, padding: str = "reflect") -> np.ndarray:
+    """Malvar 2004 of a packed RGGB mosaic (4, h, w): (3, 2h, 2w) float32, not clipped.
 
-    The numpy twin of :class:`DemosaicNet`'s skip at initialisation, for the data side.
+    :class:`DemosaicNet`'s skip at initialisation as a function, the edges padded by
+    ``torch.nn.functional.pad``'s ``padding`` mode.
     """
-    padded = np.pad(packed, ((0, 0), (1, 1), (1, 1)), mode="reflect")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
-    cells = np.einsum("oikl,ihwkl->ohw", malvar_packed_kernel(), windows, optimize=True)
-    c, h, w = 3, packed.shape[1], packed.shape[2]
-    shuffled = cells.reshape(c, 2, 2, h, w).transpose(0, 3, 1, 4, 2)  # PixelShuffle's order
-    return np.ascontiguousarray(shuffled.reshape(c, 2 * h, 2 * w), dtype=np.float32)
+    weight = torch.from_numpy(malvar_packed_kernel())
+    with torch.no_grad():
+        cells = torch.from_numpy(np.ascontiguousarray(packed, dtype=np.float32))[None]
+        padded = F.pad(cells, (1, 1, 1, 1), mode=padding)
+        return F.pixel_shuffle(F.conv2d(padded, weight), 2)[0].numpy()
 
 
 def malvar_error(rgb: np.ndarray, border: int = 4) -> float:
@@ -287,7 +287,7 @@ def malvar_error(rgb: np.ndarray, border: int = 4) -> float:
     border : int
         Pixels left out at each side (the reflected padding's own errors).
     """
-    error = malvar_demosaic(mosaic_packed(rgb)) - rgb.transpose(2, 0, 1)
+    error = malvar_demosaic_packed(mosaic_packed(rgb)) - rgb.transpose(2, 0, 1)
     if border:
         error = error[:, border:-border, border:-border]
     return float(np.mean(np.square(error)))
@@ -410,8 +410,8 @@ def _demosaic_val(teachers: Sequence[np.ndarray], crop: int) -> list[ValItem]:
 
 def _demosaic_teachers(
     config: Mapping[str, Any], paths: Sequence[Path], cache_dir: Path
-) -> tuple[list[np.ndarray], list[float]]:
-    """Teachers at every ``teacher_factors`` scale, with per-teacher sampling weights.
+) -> tuple[list[int], list[np.ndarray], list[float]]:
+    """The factors, the teachers at every one of them, and per-teacher sampling weights.
 
     Each factor's teachers together get its ``teacher_shares`` share of the photo crops
     (within a factor, by area); a factor whose teachers are all under the patch adds none.
@@ -430,7 +430,7 @@ def _demosaic_teachers(
         area = sum(t.shape[0] * t.shape[1] for t in scale)
         teachers += scale
         weights += [share / area] * len(scale)  # PatchSampler multiplies by each area
-    return teachers, weights
+    return factors, teachers, weights
 
 
 def _build_demosaic_data(
@@ -438,7 +438,7 @@ def _build_demosaic_data(
 ) -> TaskData:
     train_paths, val_paths = training_split(data_dirs, int(config["holdout_every"]))
     cache = TeacherCache(cache_dir)
-    teachers, weights = _demosaic_teachers(config, train_paths, cache_dir)
+    factors, teachers, weights = _demosaic_teachers(config, train_paths, cache_dir)
     val = _demosaic_val(cache.get_all(val_paths, min_size=32), int(config["val_crop"]))
     sampler = PatchSampler(teachers, float(config["flat_threshold"]), float(config["flat_keep"]),
                            weights=weights)
@@ -446,11 +446,11 @@ def _build_demosaic_data(
     megapixels = sum(t.shape[0] * t.shape[1] for t in teachers) / 1e6
     description = (
         f"{len(teachers)} teachers ({megapixels:.1f} MP, area/"
-        f"{'+'.join(str(f) for f in config.get('teacher_factors', [2]))} of {len(train_paths)} files) "
+        f"{'+'.join(str(f) for f in factors)} of {len(train_paths)} files) "
         f"mosaicked as RGGB, {config['pattern_fraction']:.2f} of each batch synthetic "
         f"({', '.join(PATTERN_KINDS)}), {config['colour_fraction']:.2f} of photo crops "
-        f"colour-augmented, {float(config.get('hard_fraction', 0.0)):.2f} mined as the hardest "
-        f"of {int(config.get('hard_candidates', 4))} for Malvar; {len(val)} held-out images"
+        f"colour-augmented, {dataset.hard_fraction:.2f} mined as the hardest "
+        f"of {dataset.hard_candidates} for Malvar; {len(val)} held-out images"
     )
     return TaskData(train=dataset, val=val, description=description)
 

@@ -24,7 +24,7 @@ from nnip.train.raw_tasks import (  # noqa: E402
     DemosaicNet,
     colour_augment,
     _demosaic_teachers,
-    malvar_demosaic,
+    malvar_demosaic_packed,
     malvar_error,
     malvar_packed_kernel,
     mosaic_packed,
@@ -88,7 +88,7 @@ def test_untrained_network_is_malvar_2004():
 
 def test_numpy_malvar_is_the_untrained_network():
     rgb = np.random.default_rng(4).random((20, 28, 3)).astype(np.float32)
-    ours = malvar_demosaic(mosaic_packed(rgb))
+    ours = malvar_demosaic_packed(mosaic_packed(rgb))
     net = _run(DemosaicNet(channels=8, blocks=2), rgb)  # zero padding: compare the inside
     assert ours.shape == (3, 20, 28) and ours.dtype == np.float32
     np.testing.assert_allclose(ours[:, 2:-2, 2:-2], net[:, 2:-2, 2:-2], atol=1e-5)
@@ -132,12 +132,12 @@ def test_teachers_at_two_scales_get_their_shares_of_the_crops(tmp_path):
         Image.fromarray((_smooth_colour(rng, side) * 255).astype(np.uint8)).save(path)
         paths.append(path)
     config = {"patch": 64, "teacher_factors": [2, 4], "teacher_shares": [0.25, 0.75]}
-    teachers, weights = _demosaic_teachers(config, paths, tmp_path / "cache")
+    teachers, weights = _demosaic_teachers(config, paths, tmp_path / "cache")[1:]
     # Factor 2: all three (200, 120, 68 >= 64); factor 4: 100 only (60 and 34 drop out).
     assert [t.shape[0] for t in teachers] == [200, 120, 68, 100]
     share = np.array(weights) * [t.shape[0] * t.shape[1] for t in teachers]
     np.testing.assert_allclose([share[:3].sum(), share[3:].sum()], [0.25, 0.75])
-    assert _demosaic_teachers({"patch": 64}, paths, tmp_path / "cache")[1] == [1 / 59024] * 3
+    assert _demosaic_teachers({"patch": 64}, paths, tmp_path / "cache")[2] == [1 / 59024] * 3
 
 
 def test_plain_network_computes_the_training_network():
