@@ -15,7 +15,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ __all__ = [
     "area_downscale",
     "read_teacher",
     "TeacherCache",
+    "scaled_teachers",
     "detail",
     "PatchSampler",
     "bicubic_pair",
@@ -152,6 +153,33 @@ class TeacherCache:
             if (index + 1) % 50 == 0:
                 log.info("teachers ready: %d / %d", index + 1, len(paths))
         return teachers
+
+
+def scaled_teachers(
+    config: Mapping[str, Any], paths: Sequence[Path], cache_dir: Path, min_size: int
+) -> tuple[list[int], list[np.ndarray], list[float]]:
+    """The factors, the teachers at every one of them, and per-teacher sampling weights.
+
+    ``config["teacher_factors"]`` (default ``[2]``) are area-downscale factors of the files;
+    each factor's teachers together get its ``teacher_shares`` share of the crops (within a
+    factor, by area; the weights are for :class:`PatchSampler`, which multiplies them by
+    each teacher's area). A factor whose teachers are all under ``min_size`` adds none.
+    Checkpoints made before these keys train on factor 2 alone.
+    """
+    factors = [int(f) for f in config.get("teacher_factors", [2])]
+    shares = [float(s) for s in config.get("teacher_shares", [1.0] * len(factors))]
+    if len(shares) != len(factors):
+        raise ValueError(f"teacher_shares {shares} do not match teacher_factors {factors}")
+    teachers: list[np.ndarray] = []
+    weights: list[float] = []
+    for factor, share in zip(factors, shares):
+        scale = TeacherCache(cache_dir, factor).get_all(paths, min_size=min_size)
+        if not scale:
+            continue
+        area = sum(t.shape[0] * t.shape[1] for t in scale)
+        teachers += scale
+        weights += [share / area] * len(scale)
+    return factors, teachers, weights
 
 
 def detail(patch: np.ndarray) -> float:

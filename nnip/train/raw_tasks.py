@@ -56,7 +56,7 @@ from nnip.simulate.color import linear_to_srgb, srgb_to_linear
 from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import mosaic_bayer, pack_bayer
 from nnip.train.arch import ECB, SRNet
-from nnip.train.data import PatchSampler, TeacherCache, training_split
+from nnip.train.data import PatchSampler, TeacherCache, scaled_teachers, training_split
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
 
 __all__ = [
@@ -107,7 +107,7 @@ DEMOSAIC_CONFIGS: dict[str, dict[str, Any]] = {
         "hard_fraction": 0.0,  # share of photo crops mined by Malvar's error (DemosaicBatches)
         "hard_candidates": 4,
         # Area downscale factors of the teachers and each one's share of the photo crops
-        # (_demosaic_teachers): factor 4 gives camera JPEGs, whose own demosaic and chroma
+        # (data.scaled_teachers): factor 4 gives camera JPEGs, whose own demosaic and chroma
         # subsampling soften colour detail, pixel-sharp colour edges.
         "teacher_factors": [2],
         "teacher_shares": [1.0],
@@ -408,37 +408,13 @@ def _demosaic_val(teachers: Sequence[np.ndarray], crop: int) -> list[ValItem]:
     return items
 
 
-def _demosaic_teachers(
-    config: Mapping[str, Any], paths: Sequence[Path], cache_dir: Path
-) -> tuple[list[int], list[np.ndarray], list[float]]:
-    """The factors, the teachers at every one of them, and per-teacher sampling weights.
-
-    Each factor's teachers together get its ``teacher_shares`` share of the photo crops
-    (within a factor, by area); a factor whose teachers are all under the patch adds none.
-    Checkpoints made before these keys train on factor 2 alone.
-    """
-    factors = [int(f) for f in config.get("teacher_factors", [2])]
-    shares = [float(s) for s in config.get("teacher_shares", [1.0] * len(factors))]
-    if len(shares) != len(factors):
-        raise ValueError(f"teacher_shares {shares} do not match teacher_factors {factors}")
-    teachers: list[np.ndarray] = []
-    weights: list[float] = []
-    for factor, share in zip(factors, shares):
-        scale = TeacherCache(cache_dir, factor).get_all(paths, min_size=int(config["patch"]))
-        if not scale:
-            continue
-        area = sum(t.shape[0] * t.shape[1] for t in scale)
-        teachers += scale
-        weights += [share / area] * len(scale)  # PatchSampler multiplies by each area
-    return factors, teachers, weights
-
-
 def _build_demosaic_data(
     config: Mapping[str, Any], data_dirs: Sequence[Path], cache_dir: Path, seed: int
 ) -> TaskData:
     train_paths, val_paths = training_split(data_dirs, int(config["holdout_every"]))
     cache = TeacherCache(cache_dir)
-    factors, teachers, weights = _demosaic_teachers(config, train_paths, cache_dir)
+    factors, teachers, weights = scaled_teachers(config, train_paths, cache_dir,
+                                                 int(config["patch"]))
     val = _demosaic_val(cache.get_all(val_paths, min_size=32), int(config["val_crop"]))
     sampler = PatchSampler(teachers, float(config["flat_threshold"]), float(config["flat_keep"]),
                            weights=weights)

@@ -37,6 +37,7 @@ from nnip.train.data import (
     PatchSampler,
     TeacherCache,
     bicubic_pair,
+    scaled_teachers,
     training_split,
 )
 
@@ -197,6 +198,10 @@ UPSCALE_CONFIGS: dict[str, dict[str, Any]] = {
         "bicubic_fraction": 0.7,
         "defocus_fraction": 0.15,
         "defocus_max_px": 6.0,
+        # Area downscale factors of the teachers, each with its share of the crops
+        # (data.scaled_teachers); factor 1 is the files at their own resolution.
+        "teacher_factors": [2],
+        "teacher_shares": [1.0],
         "flat_threshold": 0.03,
         "flat_keep": 0.1,
         "holdout_every": 40,
@@ -222,6 +227,10 @@ UPSCALE_CONFIGS: dict[str, dict[str, Any]] = {
         "bicubic_fraction": 0.7,
         "defocus_fraction": 0.15,
         "defocus_max_px": 6.0,
+        # Area downscale factors of the teachers, each with its share of the crops
+        # (data.scaled_teachers); factor 1 is the files at their own resolution.
+        "teacher_factors": [2],
+        "teacher_shares": [1.0],
         "flat_threshold": 0.03,
         "flat_keep": 0.1,
         "holdout_every": 40,
@@ -317,9 +326,10 @@ def _build_upscale_data(
     cache = TeacherCache(cache_dir)
     patch = int(config["patch"])
     crop = 2 * (patch + 2 * _UPSCALE_CONTEXT)
-    teachers = cache.get_all(train_paths, min_size=crop)
+    factors, teachers, weights = scaled_teachers(config, train_paths, cache_dir, crop)
     val = _upscale_val(cache.get_all(val_paths, min_size=32), int(config["val_crop"]))
-    sampler = PatchSampler(teachers, float(config["flat_threshold"]), float(config["flat_keep"]))
+    sampler = PatchSampler(teachers, float(config["flat_threshold"]), float(config["flat_keep"]),
+                           weights=weights)
     degrade = _UpscaleDegrade(
         float(config["bicubic_fraction"]),
         float(config.get("defocus_fraction", 0.0)),
@@ -334,7 +344,8 @@ def _build_upscale_data(
         else "bicubic only (nnip.simulate.pairs not available)"
     )
     description = (
-        f"{len(teachers)} teachers ({megapixels:.1f} MP, area/2 of {len(train_paths)} files), "
+        f"{len(teachers)} teachers ({megapixels:.1f} MP, area/{'+'.join(str(f) for f in factors)}"
+        f" of {len(train_paths)} files), "
         f"{len(val)} held-out images; degradation: {mix}"
     )
     return TaskData(train=dataset, val=val, description=description)

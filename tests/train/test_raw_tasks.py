@@ -16,14 +16,13 @@ from nnip.core.models import Registry  # noqa: E402
 from nnip.develop.demosaic import nn_demosaic  # noqa: E402
 from nnip.simulate.sensor import mosaic_bayer, pack_bayer, unpack_bayer  # noqa: E402
 from nnip.train.cli import main  # noqa: E402
-from nnip.train.data import PatchSampler  # noqa: E402
+from nnip.train.data import PatchSampler, scaled_teachers  # noqa: E402
 from nnip.train.export import onnx_gflop_per_mp, to_onnx  # noqa: E402
 from nnip.train.raw_tasks import (  # noqa: E402
     DEMOSAIC_GFLOP_BUDGET,
     DemosaicBatches,
     DemosaicNet,
     colour_augment,
-    _demosaic_teachers,
     malvar_demosaic_packed,
     malvar_error,
     malvar_packed_kernel,
@@ -132,12 +131,12 @@ def test_teachers_at_two_scales_get_their_shares_of_the_crops(tmp_path):
         Image.fromarray((_smooth_colour(rng, side) * 255).astype(np.uint8)).save(path)
         paths.append(path)
     config = {"patch": 64, "teacher_factors": [2, 4], "teacher_shares": [0.25, 0.75]}
-    teachers, weights = _demosaic_teachers(config, paths, tmp_path / "cache")[1:]
+    teachers, weights = scaled_teachers(config, paths, tmp_path / "cache", 64)[1:]
     # Factor 2: all three (200, 120, 68 >= 64); factor 4: 100 only (60 and 34 drop out).
     assert [t.shape[0] for t in teachers] == [200, 120, 68, 100]
     share = np.array(weights) * [t.shape[0] * t.shape[1] for t in teachers]
     np.testing.assert_allclose([share[:3].sum(), share[3:].sum()], [0.25, 0.75])
-    assert _demosaic_teachers({"patch": 64}, paths, tmp_path / "cache")[2] == [1 / 59024] * 3
+    assert scaled_teachers({}, paths, tmp_path / "cache", 64)[2] == [1 / 59024] * 3
 
 
 def test_plain_network_computes_the_training_network():
