@@ -4,9 +4,7 @@
 # minutes on the 2-core machine, 18 of them denoise_quality's CBM3D: stop any training
 # first, the speed figures need idle cores).
 # Logs go to ${LOGS:-/tmp}/bench_NAME.log. Run from anywhere.
-cd "$(dirname "$0")/.." || exit 1
-logs=${LOGS:-/tmp}
-for cmd in \
+exec bash "$(dirname "$0")/rerun_benchmarks.sh" \
     "benchmarks/demosaic_quality.py --threads 2" \
     "benchmarks/demosaic_falsecolor.py --threads 2" \
     "benchmarks/develop_speed.py" \
@@ -15,11 +13,4 @@ for cmd in \
     "benchmarks/lens_quality.py --images 2" \
     "benchmarks/develop_real_files.py" \
     "benchmarks/denoise_quality.py --images 0 --crop 192" \
-    "benchmarks/models_report.py"; do
-    name=$(basename "${cmd%% *}" .py)
-    echo "=== $(date -u +%H:%M:%S) python $cmd --results benchmarks/RESULTS.md"
-    # shellcheck disable=SC2086  # cmd is a word list on purpose
-    python $cmd --results benchmarks/RESULTS.md > "$logs/bench_$name.log" 2>&1
-    echo "rc=$? (log: $logs/bench_$name.log)"
-done
-echo "=== done $(date -u +%H:%M:%S)"
+    "benchmarks/models_report.py"

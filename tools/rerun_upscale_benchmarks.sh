@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Rerun every benchmark whose figures depend on the installed upscale models, each writing
 # its section of benchmarks/RESULTS.md (what shipping a new upscale-fast or upscale-quality
-# takes, after its int8 and fp16 variants are remade; ~15 minutes on the 2-core machine:
+# takes, after its int8 and fp16 variants are remade; ~6 minutes on the 2-core machine:
 # stop any training first, the speed figures need idle cores). int8_variants.py is not in
 # the list: its section also holds hand-run rows; run it for the changed model by hand.
 # Logs go to ${LOGS:-/tmp}/bench_NAME.log. Run from anywhere.
-cd "$(dirname "$0")/.." || exit 1
-logs=${LOGS:-/tmp}
 models=upscale-fast,upscale-fast-int8,upscale-quality,upscale-quality-int8
-for cmd in \
+exec bash "$(dirname "$0")/rerun_benchmarks.sh" \
     "benchmarks/sr_quality.py --models $models" \
     "benchmarks/upscale_edges.py --models $models" \
     "benchmarks/upscale_defocus.py --models $models" \
@@ -16,11 +14,4 @@ for cmd in \
     "benchmarks/upscale_picture.py --models upscale-fast,upscale-quality" \
     "benchmarks/upscale_speed.py --models $models" \
     "benchmarks/fp16_variants.py --threads 1" \
-    "benchmarks/models_report.py"; do
-    name=$(basename "${cmd%% *}" .py)
-    echo "=== $(date -u +%H:%M:%S) python $cmd --results benchmarks/RESULTS.md"
-    # shellcheck disable=SC2086  # cmd is a word list on purpose
-    python $cmd --results benchmarks/RESULTS.md > "$logs/bench_$name.log" 2>&1
-    echo "rc=$? (log: $logs/bench_$name.log)"
-done
-echo "=== done $(date -u +%H:%M:%S)"
+    "benchmarks/models_report.py"
