@@ -1,8 +1,9 @@
 """Training data: clean teacher images, detail-weighted patches, on-the-fly degradation.
 
 Teachers are the training photos area-downscaled by 2 (which averages away most JPEG and
-demosaic residue), cached once as uint8 ``.npy`` files so later runs and the data worker
-memory-map them instead of decoding JPEGs again. Patches are drawn with probability
+demosaic residue; :func:`scaled_teachers` mixes other factors in), cached once as uint8
+``.npy`` files so later runs and the data worker memory-map them instead of decoding JPEGs
+again. Patches are drawn with probability
 proportional to image area (the 36 high-resolution photos hold most of the detail) and
 flat patches are mostly rejected. Degradation happens in the DataLoader worker.
 
