@@ -5,7 +5,7 @@ a ``last.pt`` is ~3x its weights (Adam's two moments). The slim file starts a ru
 with ``--init SLIM.pt`` (a new run from step 0 with the checkpoint's network and config,
 then ``--set``), not ``--resume``.
 
-    python tools/slim_checkpoint.py checkpoints/upscale-quality/last.pt .gpu/c/upscale-quality.pt
+    python tools/slim_checkpoint.py checkpoints/denoise/last.pt .gpu/c/denoise.pt
 """
 
 from __future__ import annotations
