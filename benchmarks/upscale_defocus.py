@@ -68,7 +68,7 @@ def load_photo(path: Path | None) -> tuple[np.ndarray, str]:
     A camera JPEG is area-downscaled (by 2 at least) to remove compression and demosaic
     residue; both sides end up multiples of 4.
     """
-    from nnups.upscale import area_downscale  # noqa: PLC0415
+    from nnups.fidelity import area_downscale  # noqa: PLC0415
 
     if path is not None:
         from PIL import Image as PILImage  # noqa: PLC0415
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "else scikit-image's astronaut)")
     parser.add_argument("--radius", type=float, default=RADIUS, help="disk PSF radius in HR pixels")
     args = parser.parse_args(argv)
-    from nnups.upscale import area_downscale  # noqa: PLC0415
+    from nnups.fidelity import area_downscale  # noqa: PLC0415
 
     photo = args.photo or shared_path("data", "train", "photos", DEFAULT_PHOTO)
     hr, source = load_photo(photo)

@@ -63,7 +63,7 @@ def render_edge(angle: float, size: int = SIZE) -> np.ndarray:
         float32 (size, size, 3), grey (R = G = B), values in [LOW, HIGH], sRGB-encoded;
         each pixel is the exact mean of 8 x 8 point samples (area anti-aliasing).
     """
-    from nnups.upscale import area_downscale  # noqa: PLC0415
+    from nnups.fidelity import area_downscale  # noqa: PLC0415
 
     fine = np.where(_signed_distance(size, size, angle, 1 / SUPERSAMPLE) > 0, HIGH, LOW)
     grey = area_downscale(fine.astype(np.float32), SUPERSAMPLE)
@@ -136,7 +136,7 @@ def edge_stats(image: np.ndarray, angle: float) -> EdgeStats:
 
 def _lr_makers() -> dict[str, object]:
     from nnip.simulate.resize import imresize  # noqa: PLC0415
-    from nnups.upscale import area_downscale  # noqa: PLC0415
+    from nnups.fidelity import area_downscale  # noqa: PLC0415
 
     return {"area": lambda hr: area_downscale(hr, 2), "MATLAB bicubic": lambda hr: imresize(hr, 0.5)}
 

@@ -55,7 +55,7 @@ def _quantise(pixels: np.ndarray) -> np.ndarray:
 
 def fidelity_psnr(output: np.ndarray, reference: np.ndarray) -> float:
     """PSNR (dB) of ``area_downscale(output, 2)`` against ``reference``, both in [0, 1]."""
-    from nnups.upscale import area_downscale  # noqa: PLC0415
+    from nnups.fidelity import area_downscale  # noqa: PLC0415
 
     mse = float(np.mean((area_downscale(output, 2).astype(np.float64) - reference) ** 2))
     return 10.0 * np.log10(1.0 / mse) if mse > 0 else float("inf")
@@ -63,7 +63,7 @@ def fidelity_psnr(output: np.ndarray, reference: np.ndarray) -> float:
 
 def max_block_error(output: np.ndarray, reference: np.ndarray, block: int = BLOCK) -> float:
     """Largest |mean difference| of ``block x block`` input blocks, in /255 (whole blocks only)."""
-    from nnups.upscale import area_downscale  # noqa: PLC0415
+    from nnups.fidelity import area_downscale  # noqa: PLC0415
 
     height, width = (s // block * block for s in reference.shape[:2])
     ours = area_downscale(output[: 2 * height, : 2 * width], 2 * block).astype(np.float64)
@@ -131,7 +131,7 @@ def noise_sigma(image: np.ndarray, block: int) -> float:
 
 def noise_part(methods: dict, models: Sequence[str]) -> tuple[str, dict[str, bool]]:
     """Table of the noise part and pass flags per model."""
-    from nnups.upscale import area_downscale  # noqa: PLC0415
+    from nnups.fidelity import area_downscale  # noqa: PLC0415
 
     rows, passed = [], {name: True for name in models}
     clean = smooth_scene()

@@ -109,7 +109,7 @@ def check_output(path: Path, jpeg: Path, width: int, height: int) -> tuple[list[
     import tifffile  # noqa: PLC0415
     from PIL import Image as PILImage  # noqa: PLC0415
 
-    from nnups.upscale import area_downscale  # noqa: PLC0415
+    from nnups.fidelity import area_downscale  # noqa: PLC0415
 
     if not path.exists():
         return ["no output file"], float("nan")

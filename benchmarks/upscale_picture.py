@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--photo", choices=sorted(CROPS), default="chelsea")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the PNG to write")
     args = parser.parse_args(argv)
-    from nnups.upscale import area_downscale  # noqa: PLC0415
+    from nnups.fidelity import area_downscale  # noqa: PLC0415
 
     original = load_photo(args.photo)
     lr = area_downscale(original, 2)

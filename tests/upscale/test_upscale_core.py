@@ -12,13 +12,8 @@ from PIL import Image as PILImage
 from nnip.core.engine import Engine
 from nnip.core.imageio import Image, ImageMeta, read_image, write_image
 from nnip.core.models import ModelSpec
-from nnups.upscale import (
-    area_downscale,
-    classical_upscale,
-    enforce_fidelity,
-    smooth_upsample,
-    upscale_image,
-)
+from nnups.fidelity import area_downscale, classical_upscale, enforce_fidelity, smooth_upsample
+from nnups.upscale import upscale_image
 from tests.onnx_builders import conv_net, install
 
 
@@ -237,7 +232,7 @@ def test_window_bounds_equal_scipy_min_max_filters(reach: int, shape: tuple[int,
     # The halo clamp's bounds use a doubling min/max (faster); scipy's filters are the reference.
     from scipy.ndimage import maximum_filter, minimum_filter
 
-    from nnups.upscale import _window_extreme
+    from nnups.fidelity import _window_extreme
 
     values = np.random.default_rng(reach).random(shape, dtype=np.float32)
     size = (1, 2 * reach + 1, 2 * reach + 1)

@@ -12,18 +12,16 @@ from nnip.core.engine import Engine
 from nnip.core import imageio
 from nnip.core.imageio import Image, ImageMeta
 from nnip.core.models import ModelSpec
-from nnups.upscale import (
-    HALO_REACH,
+from nnups.fidelity import (
     FIDELITY_REACH,
+    HALO_REACH,
     SHARPEN,
     SMOOTH_STEPS,
     area_downscale,
     classical_upscale,
-    default_band_rows,
     enforce_fidelity,
-    plan_bands,
-    upscale_image,
 )
+from nnups.upscale import default_band_rows, plan_bands, upscale_image
 from tests.onnx_builders import conv_net, install
 
 
