@@ -19,15 +19,18 @@ means the body learns only the correction to nearest-neighbour upsampling.
 
 from __future__ import annotations
 
+import copy
 import re
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ECB", "ECBLevel", "SRNet", "PlainSRNet", "conv_macs_per_pixel", "prelu_size",
-           "SLOPES", "fit_state"]
+__all__ = ["ECB", "ECBLevel", "SRNet", "PlainSRNet", "conv_macs_per_pixel", "fold_ecbs",
+           "prelu_size", "SLOPES", "fit_state"]
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 #: PReLU slope sharing: per channel, or one per layer. Why it matters: onnxruntime's CPU
 #: provider fuses a Relu or LeakyRelu (one scalar slope) into the conv before it, not a
@@ -153,6 +156,20 @@ class ECBLevel(nn.Module):
         for conv, act in zip(self.convs, self.acts):
             x = act(conv(x))
         return x
+
+
+def fold_ecbs(model: ModuleT) -> ModuleT:
+    """A CPU eval-mode copy of ``model`` with every :class:`ECB` folded into one Conv2d.
+
+    The same function as ``model``: the export form of the U-Nets (denoise, lens), whose
+    ECBs sit at any depth of the module tree.
+    """
+    net = copy.deepcopy(model).cpu().eval()
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ECB):
+                setattr(parent, name, child.to_conv())
+    return net
 
 
 def _zero_init(block: ECB) -> None:

@@ -38,7 +38,6 @@ weigh alike). Metric: PSNR of the packed mosaic encoded with the sRGB curve (cli
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -55,7 +54,7 @@ from nnip.simulate.color import linear_to_srgb, random_exposure
 from nnip.simulate.pairs import raw_pair
 from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import mosaic_bayer, pack_bayer
-from nnip.train.arch import ECB, ECBLevel, prelu_size
+from nnip.train.arch import ECB, ECBLevel, fold_ecbs, prelu_size
 from nnip.train.data import PatchSampler, TeacherCache, training_split
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
 
@@ -104,33 +103,10 @@ DENOISE_CONFIGS: dict[str, dict[str, Any]] = {
         "restart_lr_ratio": 0.5,
         "seed": 0,
     },
-    # Widths 48 / 96 / 160: ~220k MACs per packed pixel (~110 GFLOP per mosaic megapixel).
-    "quality": {
-        "widths": (48, 96, 160),
-        "blocks": (2, 3, 4),
-        "multiplier": 2.0,
-        "slopes": "layer",  # one PReLU slope per layer: a LeakyRelu onnxruntime fuses (arch.SLOPES)
-        "patch": 64,
-        "batch": 16,
-        "lr": 4e-4,
-        "lr_min_ratio": 0.01,
-        "warmup_steps": 500,
-        "clip": 1.0,
-        "weight_decay": 0.0,
-        "loss_border": 6,
-        "pattern_fraction": 0.3,
-        "shadow_fraction": 0.3,
-        "sigma_jitter": 0.1,
-        "iso_range": (100.0, 25600.0),
-        "flat_threshold": 0.02,
-        "flat_keep": 0.3,
-        "holdout_every": 40,
-        "val_crop": 256,
-        "checkpoint_minutes": 3.0,
-        "restart_lr_ratio": 0.5,
-        "seed": 0,
-    },
 }
+# Widths 48 / 96 / 160: ~220k MACs per packed pixel (~110 GFLOP per mosaic megapixel).
+DENOISE_CONFIGS["quality"] = {**DENOISE_CONFIGS["fast"], "widths": (48, 96, 160),
+                              "blocks": (2, 3, 4), "lr": 4e-4, "warmup_steps": 500}
 
 _BOX = 5  # the body's local mean: 5 x 5 packed pixels, as the noise map's
 # The body sees sigma >= 1e-4 (1.6 DN of a 14-bit raw, below any camera's read noise) and
@@ -199,12 +175,7 @@ class DenoiseNet(nn.Module):
 
     def plain(self) -> "DenoiseNet":
         """The exported form: a copy with every ECB folded into one Conv2d (same function)."""
-        net = copy.deepcopy(self).cpu().eval()
-        for parent in list(net.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, ECB):
-                    setattr(parent, name, child.to_conv())
-        return net
+        return fold_ecbs(self)
 
 
 def _build_denoise_model(config: Mapping[str, Any]) -> nn.Module:

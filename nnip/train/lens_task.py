@@ -57,7 +57,6 @@ it shows) over the crop minus ``loss_border`` pixels. Metric: PSNR of the encode
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -75,7 +74,7 @@ from nnip.simulate.optics import Field, LensParams
 from nnip.simulate.pairs import raw_pair
 from nnip.simulate.patterns import random_pattern
 from nnip.simulate.sensor import SENSORS, pack_bayer
-from nnip.train.arch import ECB, ECBLevel, prelu_size
+from nnip.train.arch import ECB, ECBLevel, fold_ecbs, prelu_size
 from nnip.train.data import PatchSampler, TeacherCache, training_split
 from nnip.train.raw_tasks import malvar_demosaic_packed, psnr_rgb
 from nnip.train.tasks import ExportSpec, Task, TaskData, ValItem, register_task
@@ -216,12 +215,7 @@ class LensNet(nn.Module):
 
     def plain(self) -> "LensNet":
         """The exported form: a copy with every ECB folded into one Conv2d (same function)."""
-        net = copy.deepcopy(self).cpu().eval()
-        for parent in list(net.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, ECB):
-                    setattr(parent, name, child.to_conv())
-        return net
+        return fold_ecbs(self)
 
 
 def _build_lens_model(config: Mapping[str, Any]) -> nn.Module:
