@@ -59,10 +59,11 @@ VARIANTS: dict[str, tuple[list[str], tuple[str, ...], tuple[float, float] | None
            (30.0, 2048.0)),
     # The same with each model's int8 variant where one ships (--precision int8; what
     # --precision auto, the default, runs on a CPU with VNNI): fp32 for the others.
+    # Run only where at least one of their models has an int8 variant (:func:`runnable`).
     "all-int8": (["--demosaic", "nn", "--denoise", "auto", "--lens", "deblur", "--precision", "int8"],
-                 ("demosaic-int8", "denoise", "lens"), (45.0, 2560.0)),
+                 ("demosaic", "denoise", "lens"), (45.0, 2560.0)),
     "nn-int8": (["--demosaic", "nn", "--denoise", "off", "--lens", "off", "--precision", "int8"],
-                ("demosaic-int8",), (30.0, 2048.0)),
+                ("demosaic",), (30.0, 2048.0)),
     "ahd": (["--demosaic", "ahd", "--denoise", "off", "--lens", "off"], (), None),
     "bilinear": (["--demosaic", "bilinear", "--denoise", "off", "--lens", "off"], (), None),
 }
@@ -168,6 +169,16 @@ def installed_models(models_dir: Path | None) -> dict[str, object]:
     return found
 
 
+def missing_models(variant: str, models: dict[str, object]) -> str:
+    """What keeps ``variant`` from running ('' when nothing): a model it needs, or for an
+    ``-int8`` variant, an int8 variant of at least one of its models."""
+    needs = VARIANTS[variant][1]
+    missing = [task for task in needs if task not in models]
+    if not missing and variant.endswith("-int8") and not any(f"{t}-int8" in models for t in needs):
+        missing = [" / ".join(f"{t}-int8" for t in needs)]
+    return ", ".join(missing)
+
+
 def _children_cpu_seconds() -> float:
     """User + system CPU seconds of every waited-for descendant so far (the wrapper's
     child included: rusage sums a whole waited-for tree)."""
@@ -197,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [v for v in wanted if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    variants = [v for v in wanted if all(t in models for t in VARIANTS[v][1])]
+    variants = [v for v in wanted if not missing_models(v, models)]
     skipped = [v for v in wanted if v not in variants]
     prefix = nnip_command()
     dng = WORK / f"big_{args.size[0]}x{args.size[1]}.dng"
@@ -220,8 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
     ]
     for name in skipped:
-        missing = [t for t in VARIANTS[name][1] if t not in models]
-        lines.append(f"**{name}: skipped**: no {', '.join(missing)} model installed.  ")
+        lines.append(f"**{name}: skipped**: no {missing_models(name, models)} model installed.  ")
     section = Section("develop_speed", f"nnip develop speed: {args.size[0]}x{args.size[1]} DNG "
                       "to 16-bit TIFF, wall time and peak RSS", "\n".join(lines),
                       [describe_model(spec) for spec in models.values()], argv)

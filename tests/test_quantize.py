@@ -166,3 +166,18 @@ def test_denoise_calibration_is_a_noisy_mosaic_and_its_noise_map(quantize) -> No
     assert mosaic.shape == sigma.shape == (4, 16, 16)
     assert (sigma > 0).all() and np.isfinite(mosaic).all()
     np.testing.assert_array_equal(mosaic, again)  # seeded by the crop: the same call, the same data
+
+
+def test_lens_calibration_is_the_training_simulation_with_its_optics_map(quantize) -> None:
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(provenance={"config": {"demosaic": "malvar", "pattern_fraction": 0.0}})
+    make = quantize._lens_maker(spec)
+    teacher = np.random.default_rng(3).random((96, 96, 3)).astype(np.float32)
+    image, optics = make(teacher)
+    again, _ = make(teacher)
+    assert image.shape == (3, 64, 64) and optics.shape == (4, 64, 64)  # 16 px of context cut
+    assert np.isfinite(image).all() and not np.allclose(image, image.mean())
+    assert (optics[1] >= 0).all() and (optics[1] <= 1.5).all()  # field radius
+    np.testing.assert_allclose(optics[2] ** 2 + optics[3] ** 2, 1.0, atol=1e-4)  # cos, sin
+    np.testing.assert_array_equal(image, again)  # seeded by the crop

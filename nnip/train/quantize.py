@@ -5,7 +5,9 @@
 1. calibration data from the *training* images (never a benchmark image): deterministic
    crops of the teachers (area/2 of the photos, as training uses them) of the folders in
    the model's provenance, turned into the model's input as training does it (upscale: the
-   protocol's bicubic LR rounded to 8 bits; demosaic: the RGGB mosaic, packed);
+   protocol's bicubic LR rounded to 8 bits; demosaic: the RGGB mosaic, packed; denoise:
+   a simulated noisy mosaic and its noise map; lens: the training simulation, a random lens
+   through ``raw_pair``, the demosaic and the optics map);
 2. ``onnxruntime.quantization.quantize_static``: QDQ format, uint8 activations, int8
    weights per output channel, ranges from the chosen calibration (MinMax, Percentile or
    Entropy; histograms are collected a chunk of crops at a time so memory stays bounded),
@@ -133,6 +135,40 @@ def _denoise_inputs(teacher: np.ndarray) -> list[np.ndarray]:
     return [mosaic, sigma]
 
 
+def _lens_maker(spec: ModelSpec) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """The lens model's inputs from a teacher crop, as its training stream makes them: with
+    the model's own run config (spec provenance), a synthetic pattern in place of the photo
+    at the configured share (lights above white among them), a random lens, field, ISO,
+    sensor and light through ``raw_pair``, the configured demosaic (the installed model for
+    ``nn``); seeded by the crop itself. Returns [image (3, S-2c, S-2c), optics (4, ...)]."""
+    from nnip.train import lens_task  # noqa: PLC0415 (torch-side module)
+    from nnip.train.tasks import get_task, run_config  # noqa: PLC0415
+
+    config = {**get_task("lens").configs["fast"], **run_config(spec.provenance.get("config", {}))}
+    demosaic = lens_task.demosaicker(str(config["demosaic"]))
+    fraction, context = float(config["pattern_fraction"]), int(config["context"])
+
+    def make(teacher: np.ndarray) -> list[np.ndarray]:
+        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(teacher).tobytes()))
+        size = teacher.shape[0]
+        if rng.random() < fraction:
+            kind = lens_task.PATTERN_KINDS[int(rng.integers(len(lens_task.PATTERN_KINDS)))]
+            teacher = lens_task.random_pattern(kind, size, rng)
+        image, optics, _ = lens_task.simulate_lens_pair(
+            np.ascontiguousarray(teacher, dtype=np.float32), rng,
+            lens=lens_task.random_lens(rng, config),
+            field=lens_task.random_field(rng, size, config["frame_radius_px"]),
+            iso=lens_task.random_iso(rng, config["iso_range"]),
+            sensor=lens_task.random_sensor(rng),
+            blind=bool(rng.random() < float(config["blind_fraction"])),
+            context=context, demosaic=demosaic,
+            illuminant=lens_task.random_illuminant(rng),
+        )
+        return [image, optics]
+
+    return make
+
+
 #: task -> (teacher crop float32 (2c, 2c, 3) sRGB in [0, 1]) -> the model's inputs (CHW).
 _INPUT_MAKERS: Mapping[str, Callable[[np.ndarray], list[np.ndarray]]] = MappingProxyType({
     "upscale": _upscale_inputs,
@@ -161,10 +197,10 @@ def calibration_inputs(
     the model's training folders), give the teachers; crops are detail-weighted as in
     training and seeded, so the same call gives the same data.
     """
-    make = _INPUT_MAKERS.get(spec.task)
+    make = _lens_maker(spec) if spec.task == "lens" else _INPUT_MAKERS.get(spec.task)
     if make is None:
         raise ValueError(f"no calibration data for task {spec.task!r} "
-                         f"(known: {', '.join(sorted(_INPUT_MAKERS))})")
+                         f"(known: {', '.join(sorted([*_INPUT_MAKERS, 'lens']))})")
     dirs = list(data_dirs or _data_dirs(spec))
     for directory in dirs:
         if "bench" in Path(directory).resolve().parts:
