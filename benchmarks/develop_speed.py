@@ -59,7 +59,7 @@ VARIANTS: dict[str, tuple[list[str], tuple[str, ...], tuple[float, float] | None
            (30.0, 2048.0)),
     # The same with each model's int8 variant where one ships (--precision int8; what
     # --precision auto, the default, runs on a CPU with VNNI): fp32 for the others.
-    # Run only where at least one of their models has an int8 variant (:func:`runnable`).
+    # Run only where at least one of their models has an int8 variant (:func:`missing_models`).
     "all-int8": (["--demosaic", "nn", "--denoise", "auto", "--lens", "deblur", "--precision", "int8"],
                  ("demosaic", "denoise", "lens"), (45.0, 2560.0)),
     "nn-int8": (["--demosaic", "nn", "--denoise", "off", "--lens", "off", "--precision", "int8"],

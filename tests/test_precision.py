@@ -167,7 +167,7 @@ def _smooth_inputs(spec, size: int = 96) -> list[np.ndarray]:
         else:
             noise = rng.random((tensor.channels, size, size))
             inputs.append(ndimage.gaussian_filter(noise, (0, 2, 2)).astype(np.float32) * 2 - 0.5)
-    return [np.clip(a, -1.0, 16.0).astype(np.float32) for a in inputs]
+    return inputs
 
 
 def test_installed_int8_variants_agree_with_their_fp32_models() -> None:

@@ -94,6 +94,7 @@ __all__ = [
     "demosaicker",
     "denoiser",
     "simulate_lens_pair",
+    "random_capture",
     "LensBatches",
     "lens_sampler",
     "encoded_l1",
@@ -396,6 +397,24 @@ def random_illuminant(rng: np.random.Generator) -> float | None:
     return float(rng.uniform(2800.0, 7500.0)) if rng.random() < 0.5 else None
 
 
+def random_capture(
+    crop: np.ndarray, rng: np.random.Generator, config: Mapping[str, Any], demosaic: Callable
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`simulate_lens_pair` of ``crop`` with a random lens, field, ISO, sensor, blind
+    draw and light from the ranges of ``config`` (the training stream's example)."""
+    return simulate_lens_pair(
+        crop, rng,
+        lens=random_lens(rng, config),
+        field=random_field(rng, crop.shape[0], config["frame_radius_px"]),
+        iso=random_iso(rng, config["iso_range"]),
+        sensor=random_sensor(rng),
+        blind=bool(rng.random() < float(config["blind_fraction"])),
+        context=int(config["context"]),
+        demosaic=demosaic,
+        illuminant=random_illuminant(rng),
+    )
+
+
 def denoiser() -> Callable[[np.ndarray, Any], np.ndarray]:
     """The installed denoise model through the engine, as the pipeline's ``--denoise auto``
     runs it on an RGGB mosaic, told the noise model (a, b) the noise was drawn from."""
@@ -443,19 +462,7 @@ class LensBatches(torch.utils.data.IterableDataset):
                                  self.patch + 2 * self.context, rng)
 
     def example(self, rng: np.random.Generator, demosaic: Callable) -> tuple[np.ndarray, ...]:
-        config = self.config
-        crop = self.crop(rng)
-        return simulate_lens_pair(
-            crop, rng,
-            lens=random_lens(rng, config),
-            field=random_field(rng, crop.shape[0], config["frame_radius_px"]),
-            iso=random_iso(rng, config["iso_range"]),
-            sensor=random_sensor(rng),
-            blind=bool(rng.random() < float(config["blind_fraction"])),
-            context=self.context,
-            demosaic=demosaic,
-            illuminant=random_illuminant(rng),
-        )
+        return random_capture(self.crop(rng), rng, self.config, demosaic)
 
     def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
         info = torch.utils.data.get_worker_info()

@@ -146,24 +146,15 @@ def _lens_maker(spec: ModelSpec) -> Callable[[np.ndarray], list[np.ndarray]]:
 
     config = {**get_task("lens").configs["fast"], **run_config(spec.provenance.get("config", {}))}
     demosaic = lens_task.demosaicker(str(config["demosaic"]))
-    fraction, context = float(config["pattern_fraction"]), int(config["context"])
+    fraction = float(config["pattern_fraction"])
 
     def make(teacher: np.ndarray) -> list[np.ndarray]:
         rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(teacher).tobytes()))
-        size = teacher.shape[0]
         if rng.random() < fraction:
             kind = lens_task.PATTERN_KINDS[int(rng.integers(len(lens_task.PATTERN_KINDS)))]
-            teacher = lens_task.random_pattern(kind, size, rng)
-        image, optics, _ = lens_task.simulate_lens_pair(
-            np.ascontiguousarray(teacher, dtype=np.float32), rng,
-            lens=lens_task.random_lens(rng, config),
-            field=lens_task.random_field(rng, size, config["frame_radius_px"]),
-            iso=lens_task.random_iso(rng, config["iso_range"]),
-            sensor=lens_task.random_sensor(rng),
-            blind=bool(rng.random() < float(config["blind_fraction"])),
-            context=context, demosaic=demosaic,
-            illuminant=lens_task.random_illuminant(rng),
-        )
+            teacher = lens_task.random_pattern(kind, teacher.shape[0], rng)
+        crop = np.ascontiguousarray(teacher, dtype=np.float32)
+        image, optics, _ = lens_task.random_capture(crop, rng, config, demosaic)
         return [image, optics]
 
     return make
