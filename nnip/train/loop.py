@@ -12,11 +12,16 @@ then cosine from ``lr`` down to ``lr * lr_min_ratio`` over the cycle's time budg
 resumed run continues an unfinished cycle; once a cycle has finished, ``--resume`` starts a
 new one at ``lr * restart_lr_ratio`` spanning the new ``--minutes`` (a warm restart).
 
+With ``ema_decay`` > 0 in the config the run also keeps an exponential moving average of
+the weights; checkpoints then hold the average as ``model`` (what validation, ``best.pt``
+and the export see) and the optimised weights as ``train_model`` (what a resume continues).
+
 ``kill PID`` (SIGTERM) or Ctrl-C ends a run after the current step with a checkpoint.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -95,6 +100,7 @@ class _State:
     best_psnr: float = -math.inf
     schedule: Schedule | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    average: torch.nn.Module | None = None  # the weights' moving average (ema_decay > 0)
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -215,6 +221,30 @@ def _stop_requests() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+def _weight_average(
+    model: torch.nn.Module, checkpoint: Mapping[str, Any] | None, config: Mapping[str, Any]
+) -> torch.nn.Module | None:
+    """A copy of ``model`` to average the weights into (``ema_decay`` > 0), else None.
+
+    On a resume ``model`` holds the checkpoint's ``model`` (the average): it becomes the
+    average, and ``model`` gets the optimised weights back from ``train_model``.
+    """
+    if float(config.get("ema_decay", 0.0)) <= 0.0:
+        return None
+    average = copy.deepcopy(model).requires_grad_(False)
+    if checkpoint is not None and "train_model" in checkpoint:
+        model.load_state_dict(checkpoint["train_model"])
+    return average
+
+
+@torch.no_grad()
+def _update_average(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for kept, current in zip(average.parameters(), model.parameters()):
+        kept.lerp_(current, 1.0 - decay)
+    for kept, current in zip(average.buffers(), model.buffers()):
+        kept.copy_(current)
+
+
 def new_cycle(
     previous: Schedule | None, step: int, train_s: float, config: Mapping[str, Any], budget_s: float
 ) -> Schedule:
@@ -255,7 +285,8 @@ def _checkpoint(
     device: torch.device,
 ) -> float:
     """Validate, append to metrics.jsonl, save last.pt (and best.pt when it improved)."""
-    psnr = validate(model, task, data.val, device)
+    published = state.average if state.average is not None else model
+    psnr = validate(published, task, data.val, device)
     improved = psnr > state.best_psnr
     state.best_psnr = max(state.best_psnr, psnr)
     record = {
@@ -268,7 +299,9 @@ def _checkpoint(
     state.history.append(record)
     with open(options.out / METRICS, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu() for k, v in published.state_dict().items()}
+    optimised = {} if state.average is None else {
+        "train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     common = {"task": task.name, "config": dict(config), "step": state.step, "provenance": dict(provenance)}
     if improved:
         save_atomic({**common, "model": weights, "metrics": {"val_psnr_db": psnr}}, options.out / BEST)
@@ -276,6 +309,7 @@ def _checkpoint(
         {
             **common,
             "model": weights,
+            **optimised,
             "optimizer": optimizer.state_dict(),
             "train_s": state.train_s,
             "best_psnr": state.best_psnr,
@@ -329,6 +363,7 @@ def train(task: Task, config: Mapping[str, Any], options: RunOptions) -> Path:
         model.load_state_dict(fit_state(model, init["model"]))
         log.info("--init: weights of %s (step %d); a new run from step 0", options.init,
                  int(init["step"]))
+    state.average = _weight_average(model, checkpoint, config)
     if options.new_cycle:
         state.schedule = None
     del checkpoint
@@ -370,6 +405,7 @@ def _run_steps(
     """Optimisation steps until the deadline, ``max_steps`` or a stop request."""
     loss_fn = task.loss(config)
     clip = float(config.get("clip", 0.0))
+    decay = float(config.get("ema_decay", 0.0))
     every_s = float(config.get("checkpoint_minutes", 3.0)) * 60.0
     last_save = last_log = tick = time.monotonic()
     window_loss, window_steps, window_norm = 0.0, 0, 0.0
@@ -390,6 +426,8 @@ def _run_steps(
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {state.step}; lower lr")
         optimizer.step()
+        if state.average is not None:
+            _update_average(state.average, model, decay)
         state.step += 1
         end = time.monotonic()
         # Training time is wall time in the loop (data waits, validations), so the cosine

@@ -146,10 +146,17 @@ def charbonnier(eps: float = 1e-3) -> Callable[[torch.Tensor, torch.Tensor], tor
     return loss
 
 
-def _l1_or_charbonnier(config: Mapping[str, Any]):
-    if config.get("loss", "l1") == "charbonnier":
-        return charbonnier()
-    return nn.L1Loss()
+def pixel_loss(config: Mapping[str, Any]) -> nn.Module | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The config's ``loss``: ``l1`` (default), ``charbonnier`` or ``l2``.
+
+    ``l2`` (mean squared error) is what PSNR measures: the efficient-SR recipes end with a
+    short L2 fine-tune at a low learning rate after training with L1.
+    """
+    name = config.get("loss", "l1")
+    losses = {"l1": nn.L1Loss, "charbonnier": charbonnier, "l2": nn.MSELoss}
+    if name not in losses:
+        raise ValueError(f"unknown loss {name!r}; known: {', '.join(losses)}")
+    return losses[name]()
 
 
 def psnr_y(prediction: np.ndarray, target: np.ndarray, shave: int = 2) -> float:
@@ -195,6 +202,7 @@ UPSCALE_CONFIGS: dict[str, dict[str, Any]] = {
         "clip": 1.0,
         "weight_decay": 0.0,
         "loss": "l1",
+        "ema_decay": 0.0,  # > 0: checkpoints publish a moving average of the weights (loop)
         "bicubic_fraction": 0.7,
         "defocus_fraction": 0.15,
         "defocus_max_px": 6.0,
@@ -347,7 +355,7 @@ register_task(
         configs=UPSCALE_CONFIGS,
         build_model=_build_upscale_model,
         build_data=_build_upscale_data,
-        loss=_l1_or_charbonnier,
+        loss=pixel_loss,
         export_spec=_upscale_export_spec,
         evaluate=psnr_y,
         default_data=("CBSD432", "T91", "photos"),

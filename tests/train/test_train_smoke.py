@@ -143,3 +143,35 @@ def test_unknown_task_and_missing_data_exit_2(tmp_path, capsys):
     assert "no trainable task 'sharpen'" in capsys.readouterr().err
     assert main(["upscale", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_weight_average_is_what_checkpoints_publish_and_a_resume_continues(tmp_path, images):
+    config = _tiny_config(tmp_path, loss="l2", ema_decay=0.5, lr=1e-2)
+    common = _common(tmp_path, images) + ["--config", str(config)]
+    out = tmp_path / "ema"
+    assert main(common + ["--out", str(out), "--max-steps", "4"]) == 0
+    first = torch.load(out / "last.pt", weights_only=False)
+    # "model" (validated, exported) is the average; the optimised weights travel beside it.
+    assert set(first["train_model"]) == set(first["model"])
+    assert any(not torch.equal(first["model"][k], first["train_model"][k]) for k in first["model"])
+
+    # A resume restores both: with no step to take, it saves the same pair again.
+    assert main(common + ["--out", str(out), "--resume", "--max-steps", "4"]) == 0
+    again = torch.load(out / "last.pt", weights_only=False)
+    for kind in ("model", "train_model"):
+        assert all(torch.equal(first[kind][k], again[kind][k]) for k in first[kind]), kind
+
+    assert main(common + ["--out", str(out), "--resume", "--max-steps", "5"]) == 0
+    second = torch.load(out / "last.pt", weights_only=False)
+    # One more step: average <- 0.5 average + 0.5 new weights, from the saved pair.
+    name = "layers.0.conv3.weight"
+    expected = 0.5 * first["model"][name] + 0.5 * second["train_model"][name]
+    assert torch.allclose(second["model"][name], expected, atol=1e-6)
+
+
+def test_unknown_loss_is_refused():
+    from nnip.train.tasks import pixel_loss
+
+    assert isinstance(pixel_loss({"loss": "l2"}), torch.nn.MSELoss)
+    with pytest.raises(ValueError, match="unknown loss 'l3'"):
+        pixel_loss({"loss": "l3"})
