@@ -161,8 +161,9 @@ def test_options_are_checked(quantize) -> None:
 
 def test_denoise_calibration_is_a_noisy_mosaic_and_its_noise_map(quantize) -> None:
     teacher = np.random.default_rng(2).random((32, 32, 3)).astype(np.float32)
-    mosaic, sigma = quantize._INPUT_MAKERS["denoise"](teacher)
-    again, _ = quantize._INPUT_MAKERS["denoise"](teacher)
+    make = quantize._INPUT_MAKERS["denoise"](None)
+    mosaic, sigma = make(teacher)
+    again, _ = make(teacher)
     assert mosaic.shape == sigma.shape == (4, 16, 16)
     assert (sigma > 0).all() and np.isfinite(mosaic).all()
     np.testing.assert_array_equal(mosaic, again)  # seeded by the crop: the same call, the same data

@@ -113,6 +113,10 @@ class QuantizeOptions:
 # --------------------------------------------------------------------------- calibration data
 
 
+#: A teacher crop (float32 (2c, 2c, 3), sRGB in [0, 1]) -> the model's inputs (CHW).
+InputMaker = Callable[[np.ndarray], list[np.ndarray]]
+
+
 def _upscale_inputs(teacher: np.ndarray) -> list[np.ndarray]:
     """The protocol's LR: MATLAB bicubic halving, rounded to 8 bits (what training uses most)."""
     lr = np.clip(np.round(imresize(teacher.astype(np.float64), 0.5) * 255.0), 0, 255) / 255.0
@@ -135,7 +139,7 @@ def _denoise_inputs(teacher: np.ndarray) -> list[np.ndarray]:
     return [mosaic, sigma]
 
 
-def _lens_maker(spec: ModelSpec) -> Callable[[np.ndarray], list[np.ndarray]]:
+def _lens_maker(spec: ModelSpec) -> InputMaker:
     """The lens model's inputs from a teacher crop, as its training stream makes them: with
     the model's own run config (spec provenance), a synthetic pattern in place of the photo
     at the configured share (lights above white among them), a random lens, field, ISO,
@@ -160,11 +164,16 @@ def _lens_maker(spec: ModelSpec) -> Callable[[np.ndarray], list[np.ndarray]]:
     return make
 
 
-#: task -> (teacher crop float32 (2c, 2c, 3) sRGB in [0, 1]) -> the model's inputs (CHW).
-_INPUT_MAKERS: Mapping[str, Callable[[np.ndarray], list[np.ndarray]]] = MappingProxyType({
-    "upscale": _upscale_inputs,
-    "demosaic": _demosaic_inputs,
-    "denoise": _denoise_inputs,
+def _same_for_every_model(make: InputMaker) -> Callable[[ModelSpec], InputMaker]:
+    return lambda spec: make
+
+
+#: task -> (model spec -> its InputMaker); only the lens maker depends on the model (its run config).
+_INPUT_MAKERS: Mapping[str, Callable[[ModelSpec], InputMaker]] = MappingProxyType({
+    "upscale": _same_for_every_model(_upscale_inputs),
+    "demosaic": _same_for_every_model(_demosaic_inputs),
+    "denoise": _same_for_every_model(_denoise_inputs),
+    "lens": _lens_maker,
 })
 
 
@@ -188,10 +197,10 @@ def calibration_inputs(
     the model's training folders), give the teachers; crops are detail-weighted as in
     training and seeded, so the same call gives the same data.
     """
-    make = _lens_maker(spec) if spec.task == "lens" else _INPUT_MAKERS.get(spec.task)
-    if make is None:
+    if spec.task not in _INPUT_MAKERS:
         raise ValueError(f"no calibration data for task {spec.task!r} "
-                         f"(known: {', '.join(sorted([*_INPUT_MAKERS, 'lens']))})")
+                         f"(known: {', '.join(sorted(_INPUT_MAKERS))})")
+    make = _INPUT_MAKERS[spec.task](spec)
     dirs = list(data_dirs or _data_dirs(spec))
     for directory in dirs:
         if "bench" in Path(directory).resolve().parts:

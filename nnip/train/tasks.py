@@ -146,7 +146,7 @@ def charbonnier(eps: float = 1e-3) -> Callable[[torch.Tensor, torch.Tensor], tor
     return loss
 
 
-def pixel_loss(config: Mapping[str, Any]) -> nn.Module | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def pixel_loss(config: Mapping[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The config's ``loss``: ``l1`` (default), ``charbonnier`` or ``l2``.
 
     ``l2`` (mean squared error) is what PSNR measures: the efficient-SR recipes end with a
