@@ -11,6 +11,12 @@ For each model and quantisation setting, ``nnip.train.quantize.quantize_file`` m
 - speed: one session.run on a ``--size`` square, fp32 and int8 in turns, best of
   ``--repeats``, 2 threads.
 
+``--configs`` takes other settings (``k=v,k=v;k=v``, QuantizeOptions fields, as in
+int8_variants.py), e.g. ``float_nodes`` patterns to find which tensors cost the quality;
+``file=PATH`` screens an int8 file made elsewhere (``{name}`` in it is the model's name:
+``file=onnx_models/{name}-int8.onnx`` is each model's installed variant) instead of
+quantising the model again.
+
 This is a screen, not the issue's benchmark: a setting that drops more than 0.05 dB here
 would not ship; one that passes would next go through the task's benchmark
 (benchmarks/denoise_quality.py, lens_quality.py) before shipping.
@@ -29,9 +35,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from common import REPO, Section, best_in_turns, describe_model, markdown_table, publish
+from int8_variants import parse_configs
 
 BAR_DB = 0.05
-CONFIGS = tuple({"float_convs": n, "calibration": "percentile"} for n in (1, 2, 3))
+DEFAULT_CONFIGS = ";".join(f"float_convs={n},calibration=percentile" for n in (1, 2, 3))
 
 
 def _session(path: Path, threads: int) -> Any:
@@ -90,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS,
+                        help="quantisation settings, k=v,k=v;k=v (QuantizeOptions fields)")
     parser.add_argument("--results", type=Path, default=None, metavar="RESULTS.md")
     args = parser.parse_args(argv)
 
@@ -108,16 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             fp32 = _session(source, args.threads)
             base = _val_score(fp32, task, data.val)
             rows.append([name, "fp32 (shipped)", "-", f"{base:.3f} dB on {len(data.val)} crops", "-", "-", "-"])
-            for config_kw in CONFIGS:
-                options = QuantizeOptions(**config_kw)
-                target = Path(tmp) / f"{name}-{len(rows)}.onnx"
-                quantize_file(source, target, feeds, options)
+            for config_kw in parse_configs(args.configs):
+                made = config_kw.get("file")  # an int8 file made elsewhere: screen it as it is
+                options = QuantizeOptions(**{k: v for k, v in config_kw.items() if k != "file"})
+                target = Path(made.format(name=name)) if made else Path(tmp) / f"{name}-{len(rows)}.onnx"
+                if not made:
+                    quantize_file(source, target, feeds, options)
                 int8 = _session(target, args.threads)
                 drop = _val_score(int8, task, data.val) - base
                 fp32_s, int8_s = _speed([fp32, int8], args.size, args.repeats)
                 ships = drop >= -BAR_DB and int8_s < fp32_s
                 setting = ", ".join(f"{k}={v}" for k, v in config_kw.items())
-                rows.append([name, setting, str(options.float_convs), f"{drop:+.3f} dB",
+                rows.append([name, setting, "as made" if made else str(options.float_convs), f"{drop:+.3f} dB",
                              f"{1000 * fp32_s:.0f} / {1000 * int8_s:.0f}", f"{fp32_s / int8_s:.2f}x",
                              "passes the screen" if ships else "does not ship"])
                 print(f"{name} [{setting}]: {drop:+.3f} dB, {fp32_s / int8_s:.2f}x", flush=True)

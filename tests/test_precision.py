@@ -154,19 +154,30 @@ def test_every_installed_variant_was_made_from_its_models_current_file() -> None
 
 def _smooth_inputs(spec, size: int = 96) -> list[np.ndarray]:
     """Plausible inputs for a model by layout: a smooth picture (CHW) for rgb, a real
-    optics map (f/11-like Airy radius, a crop off the frame's centre) for optics."""
+    optics map (f/11-like Airy radius, a crop off the frame's centre) for optics, and for a
+    denoiser a noisy smooth mosaic (ISO ~3200-like shot and read noise) with the noise map
+    the develop computes from it."""
     from scipy import ndimage
 
+    from nnip.develop.denoise import sigma_map
+    from nnip.develop.noise import SOURCES, NoiseParams
     from nnip.develop.optics import optics_planes
 
     rng = np.random.default_rng(7)
+    smooth = lambda channels: ndimage.gaussian_filter(  # noqa: E731
+        rng.random((channels, size, size)), (0, 2, 2)).astype(np.float32)
+    if any(tensor.layout == "noise_sigma" for tensor in spec.inputs):
+        noise = NoiseParams(a=1e-3, b=1e-5, source=SOURCES[0])
+        clean = smooth(4) * 0.8 + 0.05
+        mosaic = (clean + rng.normal(size=clean.shape) * noise.std(clean)).astype(np.float32)
+        sigma = sigma_map(mosaic, noise).astype(np.float32)
+        return [mosaic if tensor.layout != "noise_sigma" else sigma for tensor in spec.inputs]
     inputs = []
     for tensor in spec.inputs:
         if tensor.layout == "optics":
             inputs.append(optics_planes(size, size, 2.0, -300.0, -500.0, 900.0))
         else:
-            noise = rng.random((tensor.channels, size, size))
-            inputs.append(ndimage.gaussian_filter(noise, (0, 2, 2)).astype(np.float32) * 2 - 0.5)
+            inputs.append(smooth(tensor.channels) * 2 - 0.5)
     return inputs
 
 
@@ -176,7 +187,7 @@ def test_installed_int8_variants_agree_with_their_fp32_models() -> None:
     registry = Registry(None)
     engine = Engine("cpu", threads=1, registry=registry, precision="fp32")
     variants = [spec for spec in registry if spec.precision == "int8"]
-    assert {"upscale-fast-int8", "lens-int8"} <= {spec.name for spec in variants}
+    assert {"upscale-fast-int8", "lens-int8", "denoise-int8"} <= {spec.name for spec in variants}
     for variant in variants:
         original = registry.get(variant.variant_of)
         inputs = _smooth_inputs(original)
