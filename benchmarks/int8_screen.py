@@ -128,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fp32_s, int8_s = _speed([fp32, int8], args.size, args.repeats)
                 ships = drop >= -BAR_DB and int8_s < fp32_s
                 setting = ", ".join(f"{k}={v}" for k, v in config_kw.items())
-                rows.append([name, setting, "as made" if made else str(options.float_convs), f"{drop:+.3f} dB",
+                rows.append([name, setting.replace("|", "\\|"),  # float_nodes' '|' in a table cell
+                             "as made" if made else str(options.float_convs), f"{drop:+.3f} dB",
                              f"{1000 * fp32_s:.0f} / {1000 * int8_s:.0f}", f"{fp32_s / int8_s:.2f}x",
                              "passes the screen" if ships else "does not ship"])
                 print(f"{name} [{setting}]: {drop:+.3f} dB, {fp32_s / int8_s:.2f}x", flush=True)
