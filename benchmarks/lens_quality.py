@@ -497,7 +497,9 @@ def _quality_tables(results, methods) -> str:
                 label = f"{method} ({tally.choice})" if tally.choice else method
                 rows.append([condition, iso, label, f"{pc:.2f}", f"{pk:.2f}", f"{sc:.4f}",
                              f"{sk:.4f}"])
-        count = len(next(iter(results.values()))["uncorrected"].zones["centre"])
+        # Each set's own count (McMaster has 18 images, Kodak24 24).
+        first = next(k for k in results if k[0] == set_name)
+        count = len(results[first]["uncorrected"].zones["centre"])
         lines += [f"**{set_name}** (mean over {count} image(s) per row; PSNR dB / SSIM "
                   "against the clean rendering)", "",
                   markdown_table(["lens", "ISO", "method", "PSNR centre", "PSNR corners",
