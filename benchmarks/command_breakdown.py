@@ -14,8 +14,15 @@ CPU seconds (``time.process_time``, all threads) and wall seconds.
 
 On 2 cores the network alone keeps both busy (its CPU seconds are ~2x its wall seconds);
 everything else must share those cores. So even perfectly packed, the command takes at
-least (network CPU + rest CPU) / 2 seconds, and its GFLOP/s can be at most
-network CPU / (network CPU + rest CPU) of the network's own: that is the ceiling printed.
+least max(network wall, (network CPU + rest CPU) / 2) seconds. Two ceilings follow:
+
+- against the network in bands: network CPU / (network CPU + rest CPU), what packing the
+  rest beside the network could reach at best;
+- against the bar's own reference, one whole-input ``session.run`` of the model
+  (benchmarks/gflops.py's ``whole_image_seconds``, timed here too): that run's seconds over
+  the command's least seconds. The bands themselves cost more than the whole run (their
+  context rows and columns, smaller working sets), so this ceiling is the lower one: what
+  the command could reach against the 85 % bar even with every other part hidden.
 
     python benchmarks/command_breakdown.py --results benchmarks/RESULTS.md
 """
@@ -59,6 +66,7 @@ def _startup(model: str) -> tuple[float, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gflops import whole_image_seconds  # noqa: PLC0415
     from upscale_speed import make_test_jpeg  # noqa: PLC0415
 
     from nnip.core.engine import Engine  # noqa: PLC0415
@@ -101,8 +109,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpu, wall, _ = _timed(lambda: write_image_bands(
             Path(tmp) / "out.jpg", out_bands, meta=image.meta, shape=shape, alpha=False))
         rows.append(("8-bit samples + JPEG encode", cpu, wall))
+    whole = whole_image_seconds(spec, height, width, threads=2, repeats=2, limit_gb=20.0,
+                                models_dir=None)
     rest_cpu = sum(cpu for name, cpu, _ in rows if not name.startswith("network"))
     ceiling = network_cpu / (network_cpu + rest_cpu)
+    least = max(network_wall, (network_cpu + rest_cpu) / 2)
+    against_whole = (
+        f"One whole-input session.run of the model takes {whole:.2f} s (best of 2, 2 threads): "
+        f"the network in bands takes {network_wall / whole:.0%} of its time, and against it "
+        f"(the bar's reference) the command can reach at most {whole / least:.0%} "
+        f"({whole:.2f} s over the least {least:.2f} s)." if whole else
+        "The whole-input session.run could not run here (memory), so only the band ceiling "
+        "is given.")
     table = markdown_table(
         ["part", "CPU s", "wall s", "CPU share"],
         [[name, f"{cpu:.2f}", f"{wall:.2f}", f"{cpu / (network_cpu + rest_cpu):.0%}"]
@@ -113,11 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         table, "",
         f"The network keeps both cores busy ({network_cpu:.2f} CPU s in {network_wall:.2f} s). "
         f"The rest needs {rest_cpu:.2f} CPU s on the same two cores, so even perfectly packed "
-        f"the command reaches at most {ceiling:.0%} of the network's GFLOP/s "
-        "(bar: 85 %). The fidelity step and the JPEG encode are the product, not overhead: "
-        "the step is what makes the output faithful (issue 4), the encode what makes a file.",
+        f"the command reaches at most {ceiling:.0%} of the banded network's GFLOP/s. "
+        f"{against_whole} Bar: 85 % of the whole-input session.run. The fidelity step and "
+        "the JPEG encode are the product, not overhead: the step is what makes the output "
+        "faithful (issue 4), the encode what makes a file.",
     ])
-    publish(Section("command_breakdown", "Where the full upscale command's time goes (the 85 % ceiling)",
+    # One section per model (upscale-fast keeps the original name).
+    name = "command_breakdown" if spec.name == "upscale-fast" else f"command_breakdown_{spec.name.replace('-', '_')}"
+    publish(Section(name, f"Where the full upscale command's time goes (the 85 % ceiling): {spec.name}",
                     body, models=[describe_model(spec)], argv=argv), args.results)
     return 0
 

@@ -235,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Standard protocol (../shared/README.md): MATLAB-bicubic LR, Y PSNR dB / SSIM, shave 2. "
         f"{args.threads} threads, device {engine.device}; load average {load} (the seconds "
         "column is only meaningful on an idle machine). Published rows: the authors' tables "
-        "(DIV2K-trained, GPU).\n\n" + _table(rows, set_names)
+        "(GPU-trained, each on its paper's data: FSRCNN on T91 + General-100, SwinIR on DF2K, "
+        "the others on DIV2K).\n\n" + _table(rows, set_names)
     )
     publish(Section("sr_quality", "2x super-resolution quality: Set5 / Set14", body, argv=argv),
             args.results)

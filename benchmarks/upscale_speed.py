@@ -130,7 +130,10 @@ def run_all(args: argparse.Namespace, specs: Sequence, prefix: list[str], work: 
             if not ok_run:
                 print(f"  failed (rc {result.returncode}, output {size}): {result.stderr.strip()[-500:]}",
                       file=sys.stderr)
-            bar = SECONDS_BAR.get(spec.name)
+            # A variant (upscale-fast-int8) is held to its original's bars: it is what
+            # --precision auto runs in the original's place.
+            base = spec.variant_of or spec.name
+            bar = SECONDS_BAR.get(base)
             ok = ok_run and result.peak_rss_mb <= RSS_BAR_MIB and (bar is None or result.seconds <= bar)
             verdicts.append(ok)
             megapixels = width * height / 1e6
@@ -138,7 +141,7 @@ def run_all(args: argparse.Namespace, specs: Sequence, prefix: list[str], work: 
                          f"{megapixels / result.seconds:.2f}", f"{result.peak_rss_mb:.0f}",
                          f"{'-' if bar is None else f'{bar:g} s'}, {RSS_BAR_MIB} MiB",
                          "pass" if ok else ("FAIL" if ok_run else f"FAIL (rc {result.returncode})"),
-                         _speed_issue_verdict(spec.name, ok_run, result.seconds)])
+                         _speed_issue_verdict(base, ok_run, result.seconds)])
             shutil.rmtree(out_dir, ignore_errors=True)
     return rows, verdicts
 
