@@ -420,6 +420,11 @@ def crw_part(args, renderer: Renderer, denoiser) -> str:
     before = _patch_noise(luma(ahd), top, left)
     renders = {"none (AHD)": ahd}
     rows = [["none (AHD)", f"{1000 * before:.2f}"]]
+    if renderer.demosaic != "ahd":
+        # The same demosaic as "ours" without the denoiser: what the denoiser alone removes
+        # (the AHD row holds the demosaicker's change too).
+        plain, _ = renderer.render(frame)
+        rows.append([f"none ({renderer.demosaic})", f"{1000 * _patch_noise(luma(plain), top, left):.2f}"])
     if not args.no_bm3d:
         # CBM3D's sigma: the measured noise of the flat patch (per channel).
         sig = [_patch_noise(np.clip(ahd[..., c], 0, 1), top, left) for c in range(3)]
