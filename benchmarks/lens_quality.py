@@ -102,6 +102,8 @@ CONDITIONS = {
 RL_ITERATIONS = (5, 15, 40, 100)
 WIENER_NSR = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 UNSHARP = ((0.8, 0.5), (1.2, 0.8), (1.5, 1.2), (2.0, 1.5))  # (sigma px, amount)
+#: The lateral-CA stage alone: a part of ours shown for reference, not a bar candidate.
+CA_ONLY = "ours lateral CA only"
 
 #: (linear camera RGB (H, W, 3), context) -> corrected linear camera RGB.
 Method = Callable[[np.ndarray, "Context"], np.ndarray]
@@ -704,7 +706,7 @@ def _our_methods(args) -> tuple[dict[str, Method | None], list[str], object, obj
     for name in names:
         spec = next((s for s in specs if s.name == name or s.name == f"lens-{name}"), None)
         methods[f"ours {name}"] = ours(engine, spec) if spec is not None else None
-    methods["ours lateral CA only"] = lateral_ca_only
+    methods[CA_ONLY] = lateral_ca_only
     return methods, [describe_model(s) for s in specs], engine, specs
 
 
@@ -755,9 +757,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _verdict(results, ours_methods, extras: dict[str, dict[str, float]]) -> str:
-    # "ours lateral CA only" is a part of ours shown for reference, not a candidate.
     installed = [name for name, method in ours_methods.items()
-                 if method is not None and name != "ours lateral CA only"]
+                 if method is not None and name != CA_ONLY]
     if not installed:
         return "Bars: not judged (no lens model measured)."
     lines = []
